@@ -1,0 +1,21 @@
+# tenant_cache: PGXS build, pg_regress and TAP tests.
+EXTENSION = tenant_cache
+MODULE_big = tenant_cache
+OBJS = src/tenant_cache.o src/glob.o src/depcache.o src/queue.o \
+	src/trigger.o src/sqlfuncs.o src/redis.o src/worker.o
+DATA = sql/tenant_cache--1.0.sql
+PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"
+
+PG_CPPFLAGS = -I$(srcdir)/src
+SHLIB_LINK = -lhiredis
+
+REGRESS = setup api triggers transactions privileges
+REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check
+
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+PROVE_FLAGS = -I ./test/lib
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

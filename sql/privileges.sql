@@ -1,0 +1,67 @@
+-- Least privilege: writers need no rights on tenant_cache; administration
+-- needs them.
+\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
+TRUNCATE tenant_cache.pending;
+CREATE ROLE regress_tc_writer LOGIN;
+CREATE ROLE regress_tc_ops;
+GRANT SELECT, UPDATE, INSERT, DELETE ON people TO regress_tc_writer;
+
+-- A writer's writes are queued although it has no privilege on the schema.
+SET ROLE regress_tc_writer;
+UPDATE people SET name = 'by writer' WHERE id = 1;
+INSERT INTO people VALUES (5001, 21, 2, 3, 'by writer');
+-- ... and it can neither read nor change the queue or the catalog ...
+SELECT * FROM tenant_cache.queue;
+SELECT * FROM tenant_cache.pending;
+INSERT INTO tenant_cache.pending (glob) VALUES ('*');
+DELETE FROM tenant_cache.pending;
+SELECT * FROM tenant_cache.dependencies;
+-- ... nor call the administration functions.
+SELECT tenant_cache.register_dependency('People', ARRAY['x']);
+SELECT tenant_cache.unregister_dependency('People');
+SELECT tenant_cache.watch_table('people', 'People');
+SELECT tenant_cache.unwatch_table('people');
+SELECT tenant_cache.invalidate_pattern('dashboard');
+SELECT tenant_cache.invalidate_model('People');
+RESET ROLE;
+:q
+
+-- The writer's session cannot redirect the queue insert with search_path.
+CREATE SCHEMA trojan;
+CREATE TABLE trojan.pending (id bigint, glob text, enqueued_at timestamptz);
+CREATE FUNCTION trojan.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trojan unnest called'; RETURN QUERY SELECT 'trojan'; END $$;
+CREATE FUNCTION trojan.clock_timestamp() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN RAISE NOTICE 'trojan clock_timestamp called'; RETURN now(); END $$;
+GRANT USAGE ON SCHEMA trojan TO regress_tc_writer;
+GRANT ALL ON trojan.pending TO regress_tc_writer;
+SET ROLE regress_tc_writer;
+SET search_path = trojan, pg_catalog, public;
+UPDATE people SET name = 'hostile path' WHERE id = 1;
+RESET search_path;
+RESET ROLE;
+SELECT count(*) AS trojan_rows FROM trojan.pending;
+:q
+
+-- The GRANT recipe for an operations role (README).
+GRANT USAGE ON SCHEMA tenant_cache TO regress_tc_ops;
+GRANT SELECT ON tenant_cache.queue, tenant_cache.dependencies, tenant_cache.watched_tables TO regress_tc_ops;
+GRANT EXECUTE ON FUNCTION tenant_cache.invalidate_pattern(text, text, text, text),
+                          tenant_cache.invalidate_model(text, text),
+                          tenant_cache.glob_for(text, text, text, text),
+                          tenant_cache.trigger_arguments(bytea) TO regress_tc_ops;
+SET ROLE regress_tc_ops;
+SELECT tenant_cache.invalidate_pattern('dashboard', '1');
+SELECT count(*) FROM tenant_cache.queue;
+SELECT model FROM tenant_cache.watched_tables ORDER BY 1;
+SELECT tenant_cache.register_dependency('People', ARRAY['x']);
+RESET ROLE;
+:q
+
+DROP SCHEMA trojan CASCADE;
+REVOKE ALL ON SCHEMA tenant_cache FROM regress_tc_ops;
+REVOKE ALL ON ALL TABLES IN SCHEMA tenant_cache FROM regress_tc_ops;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA tenant_cache FROM regress_tc_ops;
+REVOKE ALL ON people FROM regress_tc_writer;
+DROP ROLE regress_tc_writer;
+DROP ROLE regress_tc_ops;

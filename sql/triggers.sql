@@ -1,0 +1,145 @@
+-- What each kind of write queues (tables and dependencies from api.sql).
+-- :q shows the committed queue and empties it for the next step.
+\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
+
+SELECT model, pattern, scope FROM tenant_cache.dependencies ORDER BY 1, 2;
+
+-- INSERT: the new row's values, per the pattern's scope.
+INSERT INTO people VALUES (1, 1, 2, 3, 'Ann');
+:q
+INSERT INTO asset VALUES (1, 't1', 'c1', 'b1', 'ok');
+:q
+
+-- Several rows, two tenants, one statement: each glob once.
+INSERT INTO people VALUES (2, 1, 2, 3, 'Bob'), (3, 1, 2, 3, 'Cid'), (4, 2, 5, 6, 'Dan');
+:q
+
+-- UPDATE within a tenant: that tenant only.
+UPDATE people SET name = 'Ann B.' WHERE id = 1;
+:q
+
+-- UPDATE moving a row to another tenant: both tenants.
+UPDATE people SET tenant_id = 7 WHERE id = 1;
+:q
+
+-- UPDATE changing the client (scope client for dropdown:people).
+UPDATE people SET client_id = 9 WHERE id = 2;
+:q
+
+-- DELETE: the old row.
+DELETE FROM people WHERE id = 4;
+:q
+
+-- NULL values match every value at that level.
+INSERT INTO people VALUES (5, NULL, NULL, 3, 'Eve');
+:q
+INSERT INTO people VALUES (6, 1, NULL, 3, 'Fay');
+:q
+
+-- Values from rows are glob-escaped.
+INSERT INTO asset VALUES (2, 'a*', 'c?', 'b[1]', 'x'), (3, 'back\slash', ']', '[', 'y');
+:q
+
+-- COPY fires the triggers too.
+COPY asset FROM stdin;
+10	t10	c	b	new
+11	t11	c	b	new
+\.
+:q
+
+-- TRUNCATE: every tenant of the model.
+TRUNCATE asset;
+:q
+
+-- A statement that changes nothing queues nothing.
+UPDATE people SET name = 'nobody' WHERE id = -1;
+DELETE FROM asset;
+:q
+
+-- A table watched without a tenant column clears every tenant.
+SELECT tenant_cache.watch_table('other', 'People', NULL);
+INSERT INTO other VALUES (1, 5);
+:q
+SELECT tenant_cache.unwatch_table('other');
+
+-- Two models in one transaction, values repeated: each glob once.
+BEGIN;
+INSERT INTO people VALUES (8, 3, 3, 3, 'Hal');
+INSERT INTO asset VALUES (20, '3', '3', '3', 'ok');
+UPDATE people SET name = 'Hal 2' WHERE id = 8;
+UPDATE asset SET status = 'ok 2' WHERE id = 20;
+COMMIT;
+:q
+
+-- Model with no dependencies: nothing queued.
+CREATE TABLE nodeps (tenant_id int);
+SELECT tenant_cache.watch_table('nodeps', 'NoDeps');
+INSERT INTO nodeps VALUES (1);
+:q
+
+-- Dependencies registered later are used at once; a rolled-back one is not.
+SELECT tenant_cache.register_dependency('NoDeps', ARRAY['late:pattern']);
+INSERT INTO nodeps VALUES (1);
+:q
+BEGIN;
+SELECT tenant_cache.register_dependency('NoDeps', ARRAY['same:xact']);
+INSERT INTO nodeps VALUES (2);
+ROLLBACK;
+INSERT INTO nodeps VALUES (3);
+:q
+
+-- Partitioned table: rows routed to partitions, TRUNCATE of a partition.
+CREATE TABLE eventlog (id int, tenant_id int, client_id int, bu_id int, what text)
+    PARTITION BY LIST (tenant_id);
+CREATE TABLE eventlog_1 PARTITION OF eventlog FOR VALUES IN (1);
+CREATE TABLE eventlog_2 PARTITION OF eventlog FOR VALUES IN (2);
+SELECT tenant_cache.watch_table('eventlog', 'PeopleEventlog', 'tenant_id', 'client_id', 'bu_id');
+SELECT table_name, partitioned FROM tenant_cache.watched_tables WHERE model = 'PeopleEventlog';
+SELECT tenant_cache.watch_table('eventlog_1', 'PeopleEventlog');
+INSERT INTO eventlog VALUES (1, 1, 1, 1, 'login'), (2, 2, 1, 1, 'login');
+:q
+UPDATE eventlog SET what = 'logout' WHERE id = 2;
+:q
+-- A row moving between partitions clears both tenants.
+UPDATE eventlog SET tenant_id = 2 WHERE id = 1;
+:q
+DELETE FROM eventlog_2 WHERE id = 2;
+:q
+TRUNCATE eventlog_1;
+TRUNCATE eventlog_2;
+:q
+TRUNCATE eventlog;
+:q
+SELECT tenant_cache.unwatch_table('eventlog');
+SELECT count(*) FROM pg_trigger
+WHERE tgrelid IN (SELECT relid FROM pg_partition_tree('eventlog'))
+  AND tgname LIKE 'zz_tenant_cache%';
+INSERT INTO eventlog VALUES (3, 1, 1, 1, 'quiet');
+:q
+
+-- Your own BEFORE trigger that sets the tenant runs first; the glob uses
+-- the row it produced.
+CREATE FUNCTION set_tenant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.tenant_id := 42; RETURN NEW; END $$;
+CREATE TRIGGER a_set_tenant BEFORE INSERT OR UPDATE ON people
+    FOR EACH ROW EXECUTE FUNCTION set_tenant();
+INSERT INTO people VALUES (7, NULL, 1, 1, 'Gus');
+:q
+UPDATE people SET tenant_id = 1 WHERE id = 7;
+:q
+DROP TRIGGER a_set_tenant ON people;
+
+-- A renamed column is reported clearly at the next write.
+ALTER TABLE nodeps RENAME COLUMN tenant_id TO tenant;
+INSERT INTO nodeps VALUES (4);
+ALTER TABLE nodeps RENAME COLUMN tenant TO tenant_id;
+INSERT INTO nodeps VALUES (4);
+:q
+
+-- Manual invalidation.
+SELECT tenant_cache.invalidate_pattern('dashboard', '1');
+SELECT tenant_cache.invalidate_pattern('dropdown:people', '1', '2', '3');
+SELECT tenant_cache.invalidate_pattern('report:*');
+SELECT tenant_cache.invalidate_model('People', '1');
+SELECT tenant_cache.invalidate_model('Asset');
+:q

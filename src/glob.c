@@ -1,0 +1,249 @@
+/*-------------------------------------------------------------------------
+ *
+ * glob.c
+ *		Parse tenant_cache.key_format and build Redis glob patterns from it.
+ *
+ * A key format such as "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
+ * is parsed once (in the setting's check hook) into literal parts and
+ * placeholders.  Literal parts and values taken from rows are escaped so
+ * that Redis' glob matcher treats them as plain characters; a missing value
+ * becomes "*"; {pattern} is the administrator's pattern, a glob by design,
+ * followed by "*".
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tenant_cache.h"
+
+typedef enum TcPartKind
+{
+	TC_PART_LITERAL,
+	TC_PART_TENANT,
+	TC_PART_CLIENT,
+	TC_PART_BU,
+	TC_PART_PATTERN
+} TcPartKind;
+
+typedef struct TcPart
+{
+	TcPartKind	kind;
+	const char *text;			/* escaped literal, for TC_PART_LITERAL */
+} TcPart;
+
+struct TcKeyFormat
+{
+	int			nparts;
+	TcPart		parts[FLEXIBLE_ARRAY_MEMBER];
+};
+
+static const TcKeyFormat *current_key_format = NULL;
+
+static const struct
+{
+	const char *name;
+	TcPartKind	kind;
+}			placeholders[] =
+{
+	{"{tenant}", TC_PART_TENANT},
+	{"{client}", TC_PART_CLIENT},
+	{"{bu}", TC_PART_BU},
+	{"{pattern}", TC_PART_PATTERN},
+};
+
+static inline bool
+is_glob_special(char c)
+{
+	return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
+}
+
+void
+tc_append_escaped(StringInfo buf, const char *value)
+{
+	for (const char *p = value; *p; p++)
+	{
+		if (is_glob_special(*p))
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *p);
+	}
+}
+
+/* Length of the placeholder at s, with its kind; 0 when s starts none. */
+static int
+match_placeholder(const char *s, TcPartKind *kind)
+{
+	for (int i = 0; i < lengthof(placeholders); i++)
+	{
+		int			len = strlen(placeholders[i].name);
+
+		if (strncmp(s, placeholders[i].name, len) == 0)
+		{
+			*kind = placeholders[i].kind;
+			return len;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Parse a key format.  The result is one malloc'd block (GUC "extra" data is
+ * released with free()); NULL with *errmsg set when the format is invalid.
+ */
+TcKeyFormat *
+tc_parse_key_format(const char *format, char **errmsg)
+{
+	int			nparts = 0;
+	int			seen[TC_PART_PATTERN + 1] = {0};
+	size_t		len = strlen(format);
+	TcPart		parts[64];
+	char		escaped[4096];
+	size_t		used = 0;
+	const char *p = format;
+	TcKeyFormat *kf;
+	char	   *text;
+
+	if (len > 1024)
+	{
+		*errmsg = "The format is longer than 1024 bytes.";
+		return NULL;
+	}
+	while (*p)
+	{
+		TcPartKind	kind;
+		int			plen = match_placeholder(p, &kind);
+
+		if (nparts >= lengthof(parts) - 1)
+		{
+			*errmsg = "The format has too many parts.";
+			return NULL;
+		}
+		if (plen > 0)
+		{
+			if (seen[kind]++)
+			{
+				*errmsg = "A placeholder appears more than once.";
+				return NULL;
+			}
+			parts[nparts].kind = kind;
+			parts[nparts++].text = NULL;
+			p += plen;
+			continue;
+		}
+		if (*p == '{' || *p == '}')
+		{
+			*errmsg = "Braces may only be used in the placeholders {tenant}, {client}, {bu} and {pattern}.";
+			return NULL;
+		}
+		/* Literal run up to the next brace, stored escaped. */
+		parts[nparts].kind = TC_PART_LITERAL;
+		parts[nparts++].text = (const char *) (uintptr_t) used;
+		while (*p && *p != '{' && *p != '}')
+		{
+			if (is_glob_special(*p))
+				escaped[used++] = '\\';
+			escaped[used++] = *p++;
+		}
+		escaped[used++] = '\0';
+	}
+	if (!seen[TC_PART_TENANT] || !seen[TC_PART_PATTERN])
+	{
+		*errmsg = "The format must contain {tenant} and {pattern}.";
+		return NULL;
+	}
+
+	kf = malloc(offsetof(TcKeyFormat, parts) + nparts * sizeof(TcPart) + used);
+	if (kf == NULL)
+	{
+		*errmsg = "Out of memory.";
+		return NULL;
+	}
+	text = (char *) kf + offsetof(TcKeyFormat, parts) + nparts * sizeof(TcPart);
+	memcpy(text, escaped, used);
+	kf->nparts = nparts;
+	for (int i = 0; i < nparts; i++)
+	{
+		kf->parts[i].kind = parts[i].kind;
+		kf->parts[i].text = parts[i].kind == TC_PART_LITERAL ?
+			text + (uintptr_t) parts[i].text : NULL;
+	}
+	return kf;
+}
+
+const TcKeyFormat *
+tc_current_key_format(void)
+{
+	if (current_key_format == NULL)
+		elog(ERROR, "tenant_cache.key_format is not set");
+	return current_key_format;
+}
+
+void
+tc_set_current_key_format(TcKeyFormat *kf)
+{
+	current_key_format = kf;
+}
+
+/* Does buf end with a wildcard "*" (one not escaped by a backslash)? */
+static bool
+ends_with_wildcard(StringInfo buf, int start)
+{
+	int			i = buf->len - 1;
+	int			backslashes = 0;
+
+	if (i < start || buf->data[i] != '*')
+		return false;
+	while (i - 1 - backslashes >= start && buf->data[i - 1 - backslashes] == '\\')
+		backslashes++;
+	return backslashes % 2 == 0;
+}
+
+static void
+append_value(StringInfo buf, const char *value)
+{
+	if (value == NULL)
+	{
+		if (!ends_with_wildcard(buf, 0))
+			appendStringInfoChar(buf, '*');
+	}
+	else
+		tc_append_escaped(buf, value);
+}
+
+/*
+ * Build the glob for one pattern: values[level] is the raw value of that
+ * level, or NULL for "every value".  Appends to buf.
+ */
+void
+tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
+			  const char *const values[TC_NLEVELS], const char *pattern)
+{
+	for (int i = 0; i < kf->nparts; i++)
+	{
+		const TcPart *part = &kf->parts[i];
+
+		switch (part->kind)
+		{
+			case TC_PART_LITERAL:
+				appendStringInfoString(buf, part->text);
+				break;
+			case TC_PART_TENANT:
+				append_value(buf, values[TC_LEVEL_TENANT]);
+				break;
+			case TC_PART_CLIENT:
+				append_value(buf, values[TC_LEVEL_CLIENT]);
+				break;
+			case TC_PART_BU:
+				append_value(buf, values[TC_LEVEL_BU]);
+				break;
+			case TC_PART_PATTERN:
+				{
+					int			start = buf->len;
+
+					appendStringInfoString(buf, pattern);
+					if (!ends_with_wildcard(buf, start))
+						appendStringInfoChar(buf, '*');
+				}
+				break;
+		}
+	}
+}

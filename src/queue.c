@@ -1,0 +1,382 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *		Transaction-local set of globs, written to the durable queue at commit.
+ *
+ * Triggers and invalidate_*() add globs here.  Each distinct glob is kept
+ * once per transaction.  Globs are grouped in frames, one per subtransaction
+ * that added any: a rolled-back savepoint drops its frame's globs (so that a
+ * later identical write queues them again), a released one hands them to its
+ * parent.  At PRE_COMMIT (and PRE_PREPARE, for two-phase commit) the set is
+ * inserted into tenant_cache.pending with one statement, as part of the
+ * writing transaction: nothing for a rollback, nothing lost after a commit.
+ * At COMMIT the worker's latch is set.  The structure follows the transaction
+ * callbacks of contrib/postgres_fdw/connection.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "tenant_cache.h"
+
+/* A set of C strings (simplehash). */
+typedef struct StrEntry
+{
+	char	   *key;
+	uint32		hash;
+	char		status;
+} StrEntry;
+
+#define SH_PREFIX strset
+#define SH_ELEMENT_TYPE StrEntry
+#define SH_KEY_TYPE char *
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) hash_bytes((const unsigned char *) (k), strlen(k))
+#define SH_EQUAL(tb, a, b) (strcmp(a, b) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/* Globs added while one subtransaction was the innermost to add any. */
+typedef struct QueueFrame
+{
+	SubTransactionId subid;
+	List	   *globs;
+} QueueFrame;
+
+static MemoryContext xact_cxt = NULL;	/* NULL: nothing queued (quick exit) */
+static strset_hash *globs = NULL;
+static List *frames = NIL;		/* QueueFrame *, innermost last */
+static strset_hash *seen_values = NULL; /* row values already expanded */
+static uint64 seen_values_gen = 0;
+static bool wake_at_commit = false;
+static SPIPlanPtr insert_plan = NULL;
+
+static StringInfo
+scratch(int which)
+{
+	static StringInfo bufs[2];
+
+	if (bufs[which] == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		bufs[which] = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(bufs[which]);
+	return bufs[which];
+}
+
+static void
+ensure_xact_state(void)
+{
+	if (xact_cxt != NULL)
+		return;
+	xact_cxt = AllocSetContextCreate(TopTransactionContext,
+									 "tenant_cache queue",
+									 ALLOCSET_DEFAULT_SIZES);
+	globs = strset_create(xact_cxt, 64, NULL);
+	seen_values = strset_create(xact_cxt, 64, NULL);
+	seen_values_gen = 0;
+	frames = NIL;
+}
+
+static void
+reset_xact_state(void)
+{
+	/* The memory goes with TopTransactionContext. */
+	xact_cxt = NULL;
+	globs = NULL;
+	seen_values = NULL;
+	frames = NIL;
+}
+
+static QueueFrame *
+current_frame(void)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	QueueFrame *frame;
+	MemoryContext old;
+
+	if (frames != NIL && ((QueueFrame *) llast(frames))->subid == subid)
+		return llast(frames);
+	old = MemoryContextSwitchTo(xact_cxt);
+	frame = palloc(sizeof(QueueFrame));
+	frame->subid = subid;
+	frame->globs = NIL;
+	frames = lappend(frames, frame);
+	MemoryContextSwitchTo(old);
+	return frame;
+}
+
+/*
+ * Refuse early, with a clear message, where the commit could not write the
+ * queue.
+ */
+void
+tc_check_can_queue(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot queue cache invalidations during recovery"),
+				 errhint("Run it on the primary server.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot queue cache invalidations in a read-only transaction")));
+}
+
+/* Add one glob to this transaction's set; false when it was there. */
+bool
+tc_queue_glob(const char *glob)
+{
+	QueueFrame *frame;
+	MemoryContext old;
+	char	   *copy;
+	bool		found;
+
+	ensure_xact_state();
+	if (strset_lookup(globs, (char *) glob) != NULL)
+		return false;
+	frame = current_frame();
+	old = MemoryContextSwitchTo(xact_cxt);
+	copy = pstrdup(glob);
+	strset_insert(globs, copy, &found);
+	frame->globs = lappend(frame->globs, copy);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+/* Unambiguous key of (model, values): length-prefixed parts. */
+static void
+build_values_key(StringInfo key, const char *model,
+				 const char *const values[TC_NLEVELS])
+{
+	appendStringInfo(key, "%zu:%s", strlen(model), model);
+	for (int i = 0; i < TC_NLEVELS; i++)
+	{
+		if (values[i] == NULL)
+			appendStringInfoString(key, "|-");
+		else
+			appendStringInfo(key, "|%zu:%s", strlen(values[i]), values[i]);
+	}
+}
+
+/*
+ * Queue every pattern of a model for one row's values (NULL: every value at
+ * that level).  Repeated values cost one hash lookup.  Returns the number of
+ * globs covered, queued now or earlier in this transaction.
+ */
+int
+tc_queue_model_values(const char *model, const char *const values[TC_NLEVELS])
+{
+	const TcModelDeps *deps = tc_lookup_model(model);
+	uint64		gen = tc_depcache_generation();
+	StringInfo	key;
+	bool		found;
+
+	if (deps == NULL)
+		return 0;
+	ensure_xact_state();
+	if (seen_values_gen != gen)
+	{
+		strset_reset(seen_values);
+		seen_values_gen = gen;
+	}
+	key = scratch(0);
+	build_values_key(key, model, values);
+	if (strset_lookup(seen_values, key->data) != NULL)
+		return deps->ndeps;
+
+	for (int i = 0; i < deps->ndeps; i++)
+	{
+		const char *scoped[TC_NLEVELS];
+		StringInfo	glob = scratch(1);
+
+		for (int level = 0; level < TC_NLEVELS; level++)
+			scoped[level] = level < (int) deps->deps[i].scope ? values[level] : NULL;
+		tc_build_glob(glob, tc_current_key_format(), scoped, deps->deps[i].pattern);
+		tc_queue_glob(glob->data);
+	}
+	strset_insert(seen_values, MemoryContextStrdup(xact_cxt, key->data), &found);
+	return deps->ndeps;
+}
+
+static Oid
+queue_table_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+static Datum
+globs_as_array(int *count)
+{
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
+
+	elems = palloc(sizeof(Datum) * Max(globs->members, 1));
+	foreach(lc, frames)
+	{
+		ListCell   *lc2;
+
+		foreach(lc2, ((QueueFrame *) lfirst(lc))->globs)
+			elems[n++] = CStringGetTextDatum((char *) lfirst(lc2));
+	}
+	*count = n;
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/*
+ * Write the transaction's globs to the queue table, as the table's owner: a
+ * writer needs no privilege on schema tenant_cache.  Every name is
+ * schema-qualified, so the writer's search_path cannot redirect it.
+ */
+static void
+flush_to_queue(void)
+{
+	Oid			relid = tc_catalog_relid(TC_QUEUE_TABLE, false);
+	Oid			save_userid;
+	int			save_sec;
+	int			count;
+	Datum		arg;
+	int			rc;
+
+	arg = globs_as_array(&count);
+	if (count == 0)
+		return;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(queue_table_owner(relid),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (insert_plan == NULL)
+	{
+		Oid			argtype = TEXTARRAYOID;
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+						   "SELECT g, pg_catalog.clock_timestamp() "
+						   "FROM pg_catalog.unnest($1) AS g",
+						   1, &argtype);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		insert_plan = plan;
+	}
+	rc = SPI_execute_plan(insert_plan, &arg, NULL, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "could not queue cache invalidations: %s",
+			 SPI_result_code_string(rc));
+	SPI_finish();
+	PopActiveSnapshot();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	wake_at_commit = true;
+}
+
+static void
+queue_xact_callback(XactEvent event, void *arg)
+{
+	if (xact_cxt == NULL && !wake_at_commit)
+		return;
+
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (xact_cxt != NULL)
+				flush_to_queue();
+			reset_xact_state();
+			break;
+		case XACT_EVENT_COMMIT:
+			if (wake_at_commit)
+				tc_wake_worker();
+			wake_at_commit = false;
+			reset_xact_state();
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+			wake_at_commit = false;
+			reset_xact_state();
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					   SubTransactionId parentSubid, void *arg)
+{
+	QueueFrame *top;
+
+	if (xact_cxt == NULL || frames == NIL)
+		return;
+	top = llast(frames);
+	if (top->subid != mySubid)
+		return;
+
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		QueueFrame *below = list_length(frames) > 1 ?
+			list_nth(frames, list_length(frames) - 2) : NULL;
+
+		if (below != NULL && below->subid == parentSubid)
+		{
+			MemoryContext old = MemoryContextSwitchTo(xact_cxt);
+
+			below->globs = list_concat(below->globs, top->globs);
+			frames = list_delete_last(frames);
+			MemoryContextSwitchTo(old);
+		}
+		else
+			top->subid = parentSubid;
+	}
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		ListCell   *lc;
+
+		foreach(lc, top->globs)
+			strset_delete(globs, (char *) lfirst(lc));
+		frames = list_delete_last(frames);
+		/* Values seen in the aborted savepoint must be expanded again. */
+		strset_reset(seen_values);
+	}
+}
+
+void
+tc_queue_init(void)
+{
+	RegisterXactCallback(queue_xact_callback, NULL);
+	RegisterSubXactCallback(queue_subxact_callback, NULL);
+}

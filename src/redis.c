@@ -1,0 +1,412 @@
+/*-------------------------------------------------------------------------
+ *
+ * redis.c
+ *		Redis client of the worker: hiredis in non-blocking mode.
+ *
+ * hiredis only formats commands and parses replies; every wait for the
+ * socket goes through WaitLatchOrSocket(), so SIGTERM, SIGHUP and postmaster
+ * death are noticed at once even while Redis hangs, and each command has a
+ * deadline of tenant_cache.command_timeout_ms (read afresh for every command,
+ * so it holds after every reconnect).  The password is read from
+ * tenant_cache.redis_password_file at each connect and never kept, shown or
+ * logged.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "tenant_cache.h"
+
+#define TC_MAX_PASSWORD_LEN 4096
+
+static redisContext *conn = NULL;
+
+bool
+tc_redis_is_connected(void)
+{
+	return conn != NULL;
+}
+
+void
+tc_redis_disconnect(void)
+{
+	if (conn != NULL)
+		redisFree(conn);
+	conn = NULL;
+}
+
+/* The settings a connection depends on; a change means reconnect. */
+char *
+tc_redis_settings_signature(void)
+{
+	return psprintf("%s|%d|%d|%s|%s", tc_redis_host, tc_redis_port,
+					tc_redis_db, tc_redis_username, tc_redis_password_file);
+}
+
+static TimestampTz
+deadline_after(int ms)
+{
+	return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+}
+
+/*
+ * Wait until the socket is ready for 'event', handling interrupts meanwhile.
+ * False when the deadline passed first.
+ */
+static bool
+wait_socket(int event, TimestampTz deadline)
+{
+	for (;;)
+	{
+		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+															  deadline);
+		int			rc;
+
+		if (timeout <= 0)
+			return false;
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | event,
+							   conn->fd, timeout, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & event)
+			return true;
+	}
+}
+
+/* Record an I/O failure: close the connection, describe it. */
+static TcRedisStatus
+io_error(char **errmsg, const char *what)
+{
+	if (conn != NULL && conn->err)
+		*errmsg = psprintf("%s: %s", what, conn->errstr);
+	else
+		*errmsg = pstrdup(what);
+	tc_redis_disconnect();
+	return TC_REDIS_IO_ERROR;
+}
+
+static TcRedisStatus
+flush_output(TimestampTz deadline, char **errmsg)
+{
+	int			done = 0;
+
+	for (;;)
+	{
+		if (redisBufferWrite(conn, &done) != REDIS_OK)
+			return io_error(errmsg, "could not send to Redis");
+		if (done)
+			return TC_REDIS_OK;
+		if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
+			return io_error(errmsg, "timed out sending to Redis");
+	}
+}
+
+static TcRedisStatus
+read_reply(redisReply **reply, TimestampTz deadline, char **errmsg)
+{
+	for (;;)
+	{
+		void	   *r = NULL;
+
+		if (redisGetReplyFromReader(conn, &r) != REDIS_OK)
+			return io_error(errmsg, "could not parse Redis reply");
+		if (r != NULL)
+		{
+			*reply = r;
+			return TC_REDIS_OK;
+		}
+		if (!wait_socket(WL_SOCKET_READABLE, deadline))
+			return io_error(errmsg, "timed out waiting for Redis");
+		if (redisBufferRead(conn) != REDIS_OK)
+			return io_error(errmsg, "could not read from Redis");
+	}
+}
+
+/* Send one command and wait for its reply (caller frees it). */
+static TcRedisStatus
+command_argv(int argc, const char **argv, const size_t *lens,
+			 redisReply **reply, char **errmsg)
+{
+	TimestampTz deadline = deadline_after(tc_command_timeout_ms);
+	TcRedisStatus st;
+
+	if (redisAppendCommandArgv(conn, argc, argv, lens) != REDIS_OK)
+		return io_error(errmsg, "could not format Redis command");
+	st = flush_output(deadline, errmsg);
+	if (st != TC_REDIS_OK)
+		return st;
+	return read_reply(reply, deadline, errmsg);
+}
+
+static bool
+is_error_reply(redisReply *reply, const char *what, char **errmsg)
+{
+	if (reply->type != REDIS_REPLY_ERROR)
+		return false;
+	*errmsg = psprintf("%s: %.*s", what, (int) Min(reply->len, 512), reply->str);
+	return true;
+}
+
+/*
+ * Read the password file: a regular file owned by the server's user and not
+ * readable by group or others.  Trailing newlines are dropped.
+ */
+static char *
+read_password(char *buf, char **errmsg)
+{
+	const char *path = tc_redis_password_file;
+	struct stat st;
+	ssize_t		n;
+	int			fd = open(path, O_RDONLY | PG_BINARY, 0);
+
+	if (fd < 0)
+	{
+		*errmsg = psprintf("could not open Redis password file \"%s\": %m", path);
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		*errmsg = psprintf("Redis password file \"%s\" is not a regular file", path);
+	else if (st.st_uid != geteuid())
+		*errmsg = psprintf("Redis password file \"%s\" must be owned by the database server's user", path);
+	else if (st.st_mode & (S_IRWXG | S_IRWXO))
+		*errmsg = psprintf("Redis password file \"%s\" has group or world access; it must be u=rw (0600) or less", path);
+	else
+	{
+		n = read(fd, buf, TC_MAX_PASSWORD_LEN);
+		if (n < 0)
+			*errmsg = psprintf("could not read Redis password file \"%s\": %m", path);
+		else if (n == TC_MAX_PASSWORD_LEN)
+			*errmsg = psprintf("Redis password file \"%s\" is too long", path);
+		else
+		{
+			while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+				n--;
+			buf[n] = '\0';
+			close(fd);
+			return buf;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static bool
+authenticate(char **errmsg)
+{
+	char		password[TC_MAX_PASSWORD_LEN + 1];
+	const char *argv[3];
+	size_t		lens[3];
+	int			argc = 0;
+	redisReply *reply = NULL;
+	bool		ok;
+
+	if (tc_redis_password_file[0] == '\0')
+	{
+		if (tc_redis_username[0] == '\0')
+			return true;
+		*errmsg = pstrdup("tenant_cache.redis_username is set but tenant_cache.redis_password_file is not");
+		return false;
+	}
+	if (read_password(password, errmsg) == NULL)
+		return false;
+
+	argv[argc] = "AUTH";
+	lens[argc++] = 4;
+	if (tc_redis_username[0] != '\0')
+	{
+		argv[argc] = tc_redis_username;
+		lens[argc++] = strlen(tc_redis_username);
+	}
+	argv[argc] = password;
+	lens[argc++] = strlen(password);
+	ok = command_argv(argc, argv, lens, &reply, errmsg) == TC_REDIS_OK;
+	explicit_bzero(password, sizeof(password));
+	if (ok && is_error_reply(reply, "Redis AUTH failed", errmsg))
+		ok = false;
+	if (reply)
+		freeReplyObject(reply);
+	return ok;
+}
+
+static bool
+select_db(char **errmsg)
+{
+	char		db[16];
+	const char *argv[2] = {"SELECT", db};
+	size_t		lens[2];
+	redisReply *reply = NULL;
+	bool		ok;
+
+	if (tc_redis_db == 0)
+		return true;
+	snprintf(db, sizeof(db), "%d", tc_redis_db);
+	lens[0] = 6;
+	lens[1] = strlen(db);
+	ok = command_argv(2, argv, lens, &reply, errmsg) == TC_REDIS_OK;
+	if (ok && is_error_reply(reply, "Redis SELECT failed", errmsg))
+		ok = false;
+	if (reply)
+		freeReplyObject(reply);
+	return ok;
+}
+
+/* Connect, authenticate and select the database; false with *errmsg. */
+bool
+tc_redis_connect(char **errmsg)
+{
+	TimestampTz deadline = deadline_after(tc_connect_timeout_ms);
+	int			soerr = 0;
+	socklen_t	len = sizeof(soerr);
+
+	tc_redis_disconnect();
+	conn = redisConnectNonBlock(tc_redis_host, tc_redis_port);
+	if (conn == NULL)
+	{
+		*errmsg = pstrdup("could not allocate Redis connection");
+		return false;
+	}
+	if (conn->err)
+		return io_error(errmsg, "could not connect to Redis"), false;
+	if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
+		return io_error(errmsg, "timed out connecting to Redis"), false;
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+	{
+		*errmsg = psprintf("could not connect to Redis: %s", strerror(soerr));
+		tc_redis_disconnect();
+		return false;
+	}
+	if (!authenticate(errmsg) || !select_db(errmsg))
+	{
+		tc_redis_disconnect();
+		return false;
+	}
+	return true;
+}
+
+/* Queue "UNLINK key..." for the keys of a SCAN reply. */
+static void
+append_unlink(redisReply *keys)
+{
+	int			argc = keys->elements + 1;
+	const char **argv = palloc(sizeof(char *) * argc);
+	size_t	   *lens = palloc(sizeof(size_t) * argc);
+
+	argv[0] = "UNLINK";
+	lens[0] = 6;
+	for (size_t i = 0; i < keys->elements; i++)
+	{
+		argv[i + 1] = keys->element[i]->str;
+		lens[i + 1] = keys->element[i]->len;
+	}
+	redisAppendCommandArgv(conn, argc, argv, lens);
+	pfree(argv);
+	pfree(lens);
+}
+
+static void
+append_scan(const char *cursor, const char *glob)
+{
+	char		count[16];
+	const char *argv[6] = {"SCAN", cursor, "MATCH", glob, "COUNT", count};
+	size_t		lens[6];
+
+	snprintf(count, sizeof(count), "%d", tc_scan_count);
+	for (int i = 0; i < 6; i++)
+		lens[i] = strlen(argv[i]);
+	redisAppendCommandArgv(conn, 6, argv, lens);
+}
+
+static bool
+valid_scan_reply(redisReply *r)
+{
+	return r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		r->element[0]->type == REDIS_REPLY_STRING &&
+		r->element[1]->type == REDIS_REPLY_ARRAY;
+}
+
+/*
+ * Delete every key matching glob: SCAN MATCH from cursor 0 until Redis
+ * returns cursor 0, each page's keys UNLINKed in the same round trip as the
+ * next SCAN.  OK only after a complete iteration.
+ */
+TcRedisStatus
+tc_redis_clear_glob(const char *glob, int64 *deleted, char **errmsg)
+{
+	TcRedisStatus st;
+	redisReply *scan = NULL;
+	bool		more = true;
+
+	*deleted = 0;
+	*errmsg = NULL;
+	if (conn == NULL)
+	{
+		*errmsg = pstrdup("not connected to Redis");
+		return TC_REDIS_IO_ERROR;
+	}
+	append_scan("0", glob);
+	while (more)
+	{
+		TimestampTz deadline = deadline_after(tc_command_timeout_ms);
+		bool		unlinking = false;
+		redisReply *unlink = NULL;
+
+		if ((st = flush_output(deadline, errmsg)) != TC_REDIS_OK ||
+			(st = read_reply(&scan, deadline, errmsg)) != TC_REDIS_OK)
+			return st;
+		if (is_error_reply(scan, "Redis SCAN failed", errmsg))
+		{
+			freeReplyObject(scan);
+			return TC_REDIS_ERROR_REPLY;
+		}
+		if (!valid_scan_reply(scan))
+		{
+			freeReplyObject(scan);
+			return io_error(errmsg, "unexpected reply to Redis SCAN");
+		}
+		more = strcmp(scan->element[0]->str, "0") != 0;
+		if (scan->element[1]->elements > 0)
+		{
+			append_unlink(scan->element[1]);
+			unlinking = true;
+		}
+		if (more)
+			append_scan(scan->element[0]->str, glob);
+		freeReplyObject(scan);
+		if (!unlinking)
+			continue;
+
+		if ((st = flush_output(deadline, errmsg)) != TC_REDIS_OK ||
+			(st = read_reply(&unlink, deadline, errmsg)) != TC_REDIS_OK)
+			return st;
+		if (is_error_reply(unlink, "Redis UNLINK failed", errmsg))
+		{
+			freeReplyObject(unlink);
+			/* Keep the connection in step: consume the pipelined SCAN. */
+			if (more && (st = read_reply(&scan, deadline, errmsg)) != TC_REDIS_OK)
+				return st;
+			if (more)
+				freeReplyObject(scan);
+			return TC_REDIS_ERROR_REPLY;
+		}
+		if (unlink->type == REDIS_REPLY_INTEGER)
+			*deleted += unlink->integer;
+		freeReplyObject(unlink);
+	}
+	return TC_REDIS_OK;
+}

@@ -1,0 +1,146 @@
+/*-------------------------------------------------------------------------
+ *
+ * sqlfuncs.c
+ *		SQL functions implemented in C: manual invalidation and helpers.
+ *
+ * invalidate_pattern() and invalidate_model() add globs to the same
+ * transaction-local set as the triggers, so they take effect at commit and
+ * not at all on rollback.  glob_for() shows the glob a call would queue.
+ * trigger_arguments() decodes pg_trigger.tgargs for the watched_tables view.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+
+#include "tenant_cache.h"
+
+PG_FUNCTION_INFO_V1(tc_invalidate_pattern);
+PG_FUNCTION_INFO_V1(tc_invalidate_model);
+PG_FUNCTION_INFO_V1(tc_glob_for);
+PG_FUNCTION_INFO_V1(tc_trigger_arguments);
+
+static char *
+text_arg_or_null(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return NULL;
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+static char *
+checked_pattern(FunctionCallInfo fcinfo)
+{
+	char	   *pattern = text_arg_or_null(fcinfo, 0);
+
+	if (pattern == NULL || pattern[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pattern must not be empty")));
+	if (strlen(pattern) > TC_MAX_PATTERN_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pattern is too long"),
+				 errdetail("The pattern has %zu bytes; the limit is %d.",
+						   strlen(pattern), TC_MAX_PATTERN_LEN)));
+	return pattern;
+}
+
+static void
+build_call_glob(StringInfo buf, FunctionCallInfo fcinfo)
+{
+	char	   *pattern = checked_pattern(fcinfo);
+	const char *values[TC_NLEVELS];
+
+	for (int level = 0; level < TC_NLEVELS; level++)
+		values[level] = text_arg_or_null(fcinfo, level + 1);
+	tc_build_glob(buf, tc_current_key_format(), values, pattern);
+}
+
+/*
+ * invalidate_pattern(pattern, tenant_id, client_id, bu_id) RETURNS bigint:
+ * queue one glob; returns the number of globs it covers (1).
+ */
+Datum
+tc_invalidate_pattern(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	build_call_glob(&buf, fcinfo);
+	tc_check_can_queue();
+	tc_queue_glob(buf.data);
+	PG_RETURN_INT64(1);
+}
+
+/* glob_for(pattern, tenant_id, client_id, bu_id): the glob, not queued. */
+Datum
+tc_glob_for(PG_FUNCTION_ARGS)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	build_call_glob(&buf, fcinfo);
+	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
+}
+
+/*
+ * invalidate_model(model, tenant_id) RETURNS bigint: queue every pattern of
+ * the model for that tenant (NULL: every tenant), whatever the pattern's
+ * scope; returns the number of globs covered.
+ */
+Datum
+tc_invalidate_model(PG_FUNCTION_ARGS)
+{
+	char	   *model = text_arg_or_null(fcinfo, 0);
+	const char *values[TC_NLEVELS] = {NULL, NULL, NULL};
+	const TcModelDeps *deps;
+	StringInfoData buf;
+
+	if (model == NULL || model[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model name must not be empty")));
+	values[TC_LEVEL_TENANT] = text_arg_or_null(fcinfo, 1);
+	deps = tc_lookup_model(model);
+	if (deps == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("model \"%s\" has no registered dependencies", model),
+				 errhint("See tenant_cache.dependencies, and register patterns with tenant_cache.register_dependency().")));
+	tc_check_can_queue();
+
+	initStringInfo(&buf);
+	for (int i = 0; i < deps->ndeps; i++)
+	{
+		resetStringInfo(&buf);
+		tc_build_glob(&buf, tc_current_key_format(), values, deps->deps[i].pattern);
+		tc_queue_glob(buf.data);
+	}
+	PG_RETURN_INT64(deps->ndeps);
+}
+
+/* trigger_arguments(tgargs bytea) RETURNS text[]: split on NUL bytes. */
+Datum
+tc_trigger_arguments(PG_FUNCTION_ARGS)
+{
+	bytea	   *args = PG_GETARG_BYTEA_PP(0);
+	const char *p = VARDATA_ANY(args);
+	const char *end = p + VARSIZE_ANY_EXHDR(args);
+	Datum	   *elems = palloc(sizeof(Datum) * (VARSIZE_ANY_EXHDR(args) + 1));
+	int			n = 0;
+
+	while (p < end)
+	{
+		size_t		len = strnlen(p, end - p);
+
+		elems[n++] = PointerGetDatum(cstring_to_text_with_len(p, len));
+		p += len + 1;
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, TEXTOID, -1, false,
+										  TYPALIGN_INT));
+}

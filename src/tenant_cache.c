@@ -1,0 +1,267 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenant_cache.c
+ *		Module initialisation: settings, shared memory, hooks.
+ *
+ * Settings are defined here and validated by check hooks; the worker's latch
+ * lives in a small shared-memory struct so that a committing backend can wake
+ * it without NOTIFY (which would serialise commits).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "storage/spin.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
+
+#include "tenant_cache.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+char	   *tc_database = NULL;
+char	   *tc_redis_host = NULL;
+int			tc_redis_port = 6379;
+int			tc_redis_db = 0;
+char	   *tc_redis_username = NULL;
+char	   *tc_redis_password_file = NULL;
+char	   *tc_key_format = NULL;
+int			tc_connect_timeout_ms = 1000;
+int			tc_command_timeout_ms = 5000;
+int			tc_batch_size = 500;
+int			tc_poll_interval_ms = 1000;
+int			tc_scan_count = 1000;
+int			tc_max_retry_interval_ms = 30000;
+
+#define TC_DEFAULT_KEY_FORMAT "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
+
+typedef struct TcShared
+{
+	slock_t		mutex;
+	Oid			worker_dboid;	/* database the worker drains */
+	Latch	   *worker_latch;	/* NULL while no worker runs */
+} TcShared;
+
+static TcShared *tc_shared = NULL;
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void
+tc_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(TcShared)));
+}
+
+static void
+tc_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	tc_shared = ShmemInitStruct("tenant_cache", sizeof(TcShared), &found);
+	if (!found)
+	{
+		SpinLockInit(&tc_shared->mutex);
+		tc_shared->worker_dboid = InvalidOid;
+		tc_shared->worker_latch = NULL;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * Wake the worker after a commit that queued invalidations.  Cheap when the
+ * library was not preloaded (no shared memory: the worker polls) and when
+ * this database is not the one the worker drains.
+ */
+void
+tc_wake_worker(void)
+{
+	Latch	   *latch = NULL;
+
+	if (tc_shared == NULL)
+		return;
+	SpinLockAcquire(&tc_shared->mutex);
+	if (tc_shared->worker_dboid == MyDatabaseId)
+		latch = tc_shared->worker_latch;
+	SpinLockRelease(&tc_shared->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+tc_worker_detach(int code, Datum arg)
+{
+	SpinLockAcquire(&tc_shared->mutex);
+	tc_shared->worker_latch = NULL;
+	tc_shared->worker_dboid = InvalidOid;
+	SpinLockRelease(&tc_shared->mutex);
+}
+
+/* Called by the worker once connected: publish its latch. */
+void
+tc_worker_attach(void)
+{
+	if (tc_shared == NULL)
+		elog(ERROR, "tenant_cache shared memory is not initialised");
+	SpinLockAcquire(&tc_shared->mutex);
+	tc_shared->worker_latch = MyLatch;
+	tc_shared->worker_dboid = MyDatabaseId;
+	SpinLockRelease(&tc_shared->mutex);
+	before_shmem_exit(tc_worker_detach, (Datum) 0);
+}
+
+/*
+ * COMMIT PREPARED commits a transaction that was prepared, maybe by another
+ * session: no transaction callback of ours sees it, so wake the worker here.
+ */
+static void
+tc_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+				  bool readOnlyTree, ProcessUtilityContext context,
+				  ParamListInfo params, QueryEnvironment *queryEnv,
+				  DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+							params, queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+
+	if (IsA(parsetree, TransactionStmt) &&
+		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
+		tc_wake_worker();
+}
+
+static bool
+check_key_format(char **newval, void **extra, GucSource source)
+{
+	char	   *errmsg = NULL;
+	TcKeyFormat *kf;
+
+	kf = tc_parse_key_format(*newval, &errmsg);
+	if (kf == NULL)
+	{
+		GUC_check_errmsg("invalid tenant_cache.key_format \"%s\"", *newval);
+		GUC_check_errdetail("%s", errmsg);
+		GUC_check_errhint("For example: tenant:{tenant}:client:{client}:bu:{bu}:{pattern}");
+		return false;
+	}
+	*extra = kf;
+	return true;
+}
+
+static void
+assign_key_format(const char *newval, void *extra)
+{
+	tc_set_current_key_format((TcKeyFormat *) extra);
+}
+
+static bool
+check_not_empty(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The value must not be empty.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_password_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0' && !is_absolute_path(*newval))
+	{
+		GUC_check_errdetail("The Redis password file must be given as an absolute path.");
+		return false;
+	}
+	return true;
+}
+
+static void
+define_int(const char *name, const char *desc, int *var, int boot, int min,
+		   int max, int flags)
+{
+	DefineCustomIntVariable(name, desc, NULL, var, boot, min, max,
+							PGC_SIGHUP, flags, NULL, NULL, NULL);
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomStringVariable("tenant_cache.database",
+							   gettext_noop("Database whose invalidation queue the worker drains."),
+							   NULL, &tc_database, "postgres",
+							   PGC_POSTMASTER, 0, check_not_empty, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.redis_host",
+							   gettext_noop("Redis host (IP address or name) the worker connects to."),
+							   NULL, &tc_redis_host, "127.0.0.1",
+							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
+	define_int("tenant_cache.redis_port", gettext_noop("Redis TCP port."),
+			   &tc_redis_port, 6379, 1, 65535, 0);
+	define_int("tenant_cache.redis_db", gettext_noop("Redis logical database number (SELECT)."),
+			   &tc_redis_db, 0, 0, INT_MAX, 0);
+	DefineCustomStringVariable("tenant_cache.redis_username",
+							   gettext_noop("Redis ACL user for AUTH; empty uses the default user."),
+							   NULL, &tc_redis_username, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.redis_password_file",
+							   gettext_noop("File holding the Redis password; empty sends no AUTH."),
+							   NULL, &tc_redis_password_file, "",
+							   PGC_SIGHUP, 0, check_password_file, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.key_format",
+							   gettext_noop("How the application builds cache keys."),
+							   gettext_noop("Placeholders: {tenant}, {client}, {bu}, {pattern}."),
+							   &tc_key_format, TC_DEFAULT_KEY_FORMAT,
+							   PGC_SIGHUP, 0, check_key_format, assign_key_format, NULL);
+	define_int("tenant_cache.connect_timeout_ms", gettext_noop("Timeout for connecting to Redis."),
+			   &tc_connect_timeout_ms, 1000, 1, INT_MAX, GUC_UNIT_MS);
+	define_int("tenant_cache.command_timeout_ms", gettext_noop("Timeout for one Redis command."),
+			   &tc_command_timeout_ms, 5000, 1, INT_MAX, GUC_UNIT_MS);
+	define_int("tenant_cache.batch_size", gettext_noop("Queue entries taken per worker transaction."),
+			   &tc_batch_size, 500, 1, 100000, 0);
+	define_int("tenant_cache.poll_interval_ms", gettext_noop("Fallback wake-up interval of the worker."),
+			   &tc_poll_interval_ms, 1000, 10, 3600 * 1000, GUC_UNIT_MS);
+	define_int("tenant_cache.scan_count", gettext_noop("COUNT hint passed to Redis SCAN."),
+			   &tc_scan_count, 1000, 1, 1000000, 0);
+	define_int("tenant_cache.max_retry_interval_ms", gettext_noop("Cap of the retry backoff while Redis fails."),
+			   &tc_max_retry_interval_ms, 30000, 100, 24 * 3600 * 1000, GUC_UNIT_MS);
+
+	MarkGUCPrefixReserved("tenant_cache");
+}
+
+void
+_PG_init(void)
+{
+	define_settings();
+	tc_depcache_init();
+	tc_trigger_init();
+	tc_queue_init();
+
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = tc_ProcessUtility;
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = tc_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = tc_shmem_startup;
+	tc_register_worker();
+}

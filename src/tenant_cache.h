@@ -1,0 +1,118 @@
+/*-------------------------------------------------------------------------
+ *
+ * tenant_cache.h
+ *		Declarations shared by the modules of the tenant_cache extension.
+ *
+ * tenant_cache turns writes on watched tables into tenant-scoped Redis glob
+ * patterns (trigger.c, glob.c, depcache.c), keeps them in a transaction-local
+ * set that is written to the durable queue at commit (queue.c), and drains
+ * that queue into Redis from a background worker (worker.c, redis.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TENANT_CACHE_H
+#define TENANT_CACHE_H
+
+#include "postgres.h"
+#include "lib/stringinfo.h"
+
+#define TC_SCHEMA			"tenant_cache"
+#define TC_QUEUE_TABLE		"pending"
+#define TC_DEP_TABLE		"dependency"
+#define TC_MAX_PATTERN_LEN	1024
+
+/* Settings (tenant_cache.c) */
+extern char *tc_database;
+extern char *tc_redis_host;
+extern int	tc_redis_port;
+extern int	tc_redis_db;
+extern char *tc_redis_username;
+extern char *tc_redis_password_file;
+extern char *tc_key_format;
+extern int	tc_connect_timeout_ms;
+extern int	tc_command_timeout_ms;
+extern int	tc_batch_size;
+extern int	tc_poll_interval_ms;
+extern int	tc_scan_count;
+extern int	tc_max_retry_interval_ms;
+
+/* Shared state and worker wake-up (tenant_cache.c) */
+extern void tc_wake_worker(void);
+extern void tc_worker_attach(void);
+
+/* Dependency scopes, ordered: each level fixes the ones before it. */
+typedef enum TcScope
+{
+	TC_SCOPE_GLOBAL = 0,
+	TC_SCOPE_TENANT = 1,
+	TC_SCOPE_CLIENT = 2,
+	TC_SCOPE_BU = 3
+} TcScope;
+
+/* Level indexes for the values of one row or call. */
+#define TC_LEVEL_TENANT 0
+#define TC_LEVEL_CLIENT 1
+#define TC_LEVEL_BU		2
+#define TC_NLEVELS		3
+
+/* Glob building (glob.c) */
+typedef struct TcKeyFormat TcKeyFormat;
+extern TcKeyFormat *tc_parse_key_format(const char *format, char **errmsg);
+extern const TcKeyFormat *tc_current_key_format(void);
+extern void tc_set_current_key_format(TcKeyFormat *kf);
+extern void tc_append_escaped(StringInfo buf, const char *value);
+extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
+						  const char *const values[TC_NLEVELS],
+						  const char *pattern);
+
+/* Dependency cache (depcache.c) */
+typedef struct TcDependency
+{
+	char	   *pattern;
+	TcScope		scope;
+} TcDependency;
+
+typedef struct TcModelDeps
+{
+	char		model[256];		/* hash key; length checked by the catalog */
+	int			ndeps;
+	TcDependency *deps;
+} TcModelDeps;
+
+extern void tc_depcache_init(void);
+extern const TcModelDeps *tc_lookup_model(const char *model);
+extern uint64 tc_depcache_generation(void);
+extern Oid	tc_catalog_relid(const char *relname, bool missing_ok);
+
+/* Transaction-local queue (queue.c) */
+extern void tc_queue_init(void);
+extern int	tc_queue_model_values(const char *model,
+								  const char *const values[TC_NLEVELS]);
+extern bool tc_queue_glob(const char *glob);
+extern void tc_check_can_queue(void);
+
+/* Trigger (trigger.c) */
+extern void tc_trigger_init(void);
+
+/* Worker (worker.c) */
+extern void tc_register_worker(void);
+extern PGDLLEXPORT void tc_worker_main(Datum main_arg);
+
+
+
+/* Redis client (redis.c) */
+typedef enum TcRedisStatus
+{
+	TC_REDIS_OK,
+	TC_REDIS_ERROR_REPLY,		/* Redis refused this command; connection ok */
+	TC_REDIS_IO_ERROR			/* connection lost or timed out; now closed */
+} TcRedisStatus;
+
+extern bool tc_redis_connect(char **errmsg);
+extern bool tc_redis_is_connected(void);
+extern void tc_redis_disconnect(void);
+extern char *tc_redis_settings_signature(void);
+extern TcRedisStatus tc_redis_clear_glob(const char *glob, int64 *deleted,
+										 char **errmsg);
+
+#endif							/* TENANT_CACHE_H */

@@ -1,0 +1,375 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		Background worker that drains the invalidation queue into Redis.
+ *
+ * Modelled on src/test/modules/worker_spi: WaitLatch with
+ * WL_EXIT_ON_PM_DEATH, SIGHUP re-reads the settings, SIGTERM ends the
+ * process at the next interrupt check (also while waiting on Redis, see
+ * redis.c), one transaction per batch.  A batch is up to batch_size queue
+ * rows taken FOR UPDATE SKIP LOCKED; each distinct glob is cleared with
+ * SCAN + UNLINK, and its rows are deleted in the same transaction only after
+ * Redis succeeded.  Failed rows stay, with attempts, last_error and an
+ * exponential next_attempt_at.  The worker starts only once recovery has
+ * finished, so a standby runs none and a promoted one drains its queue.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "tenant_cache.h"
+
+#define TC_MIN_BACKOFF_MS 100
+
+typedef struct QueueRow
+{
+	int64		id;
+	char	   *glob;
+	int			attempts;
+} QueueRow;
+
+/* Connection state, for backoff and for logging transitions only. */
+static bool redis_was_up = false;
+static bool redis_down_logged = false;
+static int	connect_backoff_ms = 0;
+static TimestampTz next_connect_at = 0;
+
+void
+tc_register_worker(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 1;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tenant_cache");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tc_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "tenant_cache worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "tenant_cache worker");
+	RegisterBackgroundWorker(&worker);
+}
+
+static int
+backoff_ms(int attempts)
+{
+	int64		ms = TC_MIN_BACKOFF_MS;
+
+	while (attempts-- > 1 && ms < tc_max_retry_interval_ms)
+		ms *= 2;
+	return (int) Min(ms, (int64) tc_max_retry_interval_ms);
+}
+
+static void
+wait_for(long timeout_ms)
+{
+	int			rc;
+
+	if (timeout_ms <= 0)
+		return;
+	rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+				   timeout_ms, PG_WAIT_EXTENSION);
+	if (rc & WL_LATCH_SET)
+		ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+}
+
+static void
+reload_settings(void)
+{
+	char	   *before = tc_redis_settings_signature();
+	char	   *after;
+
+	ConfigReloadPending = false;
+	ProcessConfigFile(PGC_SIGHUP);
+	after = tc_redis_settings_signature();
+	if (strcmp(before, after) != 0 && tc_redis_is_connected())
+	{
+		ereport(LOG,
+				(errmsg("tenant_cache worker: Redis settings changed, reconnecting")));
+		tc_redis_disconnect();
+	}
+	if (strcmp(before, after) != 0)
+		next_connect_at = 0;
+	pfree(before);
+	pfree(after);
+}
+
+/*
+ * Connect if needed.  While Redis fails, attempts back off exponentially up
+ * to max_retry_interval_ms; the first failure is a WARNING, the rest DEBUG1,
+ * so an outage does not flood the log.
+ */
+static bool
+ensure_redis(long *wait_ms)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	char	   *err = NULL;
+
+	if (tc_redis_is_connected())
+		return true;
+	if (now < next_connect_at)
+	{
+		*wait_ms = TimestampDifferenceMilliseconds(now, next_connect_at);
+		return false;
+	}
+	pgstat_report_activity(STATE_RUNNING, "connecting to Redis");
+	if (tc_redis_connect(&err))
+	{
+		ereport(LOG,
+				(errmsg("tenant_cache worker connected to Redis at %s:%d",
+						tc_redis_host, tc_redis_port)));
+		redis_was_up = true;
+		redis_down_logged = false;
+		connect_backoff_ms = 0;
+		return true;
+	}
+	connect_backoff_ms = connect_backoff_ms == 0 ? TC_MIN_BACKOFF_MS :
+		Min(connect_backoff_ms * 2, tc_max_retry_interval_ms);
+	next_connect_at = TimestampTzPlusMilliseconds(now, connect_backoff_ms);
+	*wait_ms = connect_backoff_ms;
+	ereport(redis_down_logged ? DEBUG1 : WARNING,
+			(errmsg("tenant_cache worker cannot reach Redis at %s:%d: %s",
+					tc_redis_host, tc_redis_port, err),
+			 errdetail("Invalidations stay queued; retrying with backoff up to %d ms.",
+					   tc_max_retry_interval_ms)));
+	redis_down_logged = true;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return false;
+}
+
+static int
+compare_rows(const void *a, const void *b)
+{
+	const QueueRow *ra = a;
+	const QueueRow *rb = b;
+	int			c = strcmp(ra->glob, rb->glob);
+
+	if (c != 0)
+		return c;
+	return ra->id < rb->id ? -1 : ra->id > rb->id;
+}
+
+static int
+fetch_batch(QueueRow **rows)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		args[1] = {Int32GetDatum(tc_batch_size)};
+	int			n;
+
+	if (SPI_execute_with_args("SELECT id, glob, attempts FROM tenant_cache.pending "
+							  "WHERE next_attempt_at IS NULL "
+							  "   OR next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+							  "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read tenant_cache.pending");
+	n = SPI_processed;
+	*rows = palloc(sizeof(QueueRow) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		(*rows)[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		(*rows)[i].glob = SPI_getvalue(tup, desc, 2);
+		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	qsort(*rows, n, sizeof(QueueRow), compare_rows);
+	return n;
+}
+
+static Datum
+ids_array(QueueRow *rows, int from, int to)
+{
+	Datum	   *ids = palloc(sizeof(Datum) * Max(to - from, 1));
+
+	for (int i = from; i < to; i++)
+		ids[i - from] = Int64GetDatum(rows[i].id);
+	return PointerGetDatum(construct_array(ids, to - from, INT8OID, 8,
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+static void
+delete_rows(QueueRow *rows, int from, int to)
+{
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		args[1] = {ids_array(rows, from, to)};
+
+	if (SPI_execute_with_args("DELETE FROM tenant_cache.pending "
+							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not delete from tenant_cache.pending");
+}
+
+/* Keep the rows, note the error, schedule the next attempt. */
+static void
+fail_rows(QueueRow *rows, int from, int to, const char *err)
+{
+	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TIMESTAMPTZOID};
+	Datum		args[3];
+	int			attempts = 0;
+
+	for (int i = from; i < to; i++)
+		attempts = Max(attempts, rows[i].attempts + 1);
+	args[0] = ids_array(rows, from, to);
+	args[1] = CStringGetTextDatum(err);
+	args[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  backoff_ms(attempts)));
+	if (SPI_execute_with_args("UPDATE tenant_cache.pending "
+							  "SET attempts = attempts OPERATOR(pg_catalog.+) 1, "
+							  "    last_error = $2, next_attempt_at = $3 "
+							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update tenant_cache.pending");
+}
+
+/*
+ * Apply the rows of one batch, one distinct glob at a time.  A refused
+ * command fails only its glob; a lost connection fails its glob and leaves
+ * the rest of the batch untouched for the next attempt.
+ */
+static void
+apply_batch(QueueRow *rows, int n)
+{
+	int			i = 0;
+
+	while (i < n)
+	{
+		int			j = i + 1;
+		int64		deleted;
+		char	   *err;
+		TcRedisStatus st;
+
+		while (j < n && strcmp(rows[j].glob, rows[i].glob) == 0)
+			j++;
+		st = tc_redis_clear_glob(rows[i].glob, &deleted, &err);
+		if (st == TC_REDIS_OK)
+		{
+			delete_rows(rows, i, j);
+			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"",
+				 (long long) deleted, rows[i].glob);
+		}
+		else
+		{
+			fail_rows(rows, i, j, err);
+			if (st == TC_REDIS_IO_ERROR)
+			{
+				ereport(WARNING,
+						(errmsg("tenant_cache worker lost its Redis connection: %s", err),
+						 errdetail("The batch stays queued and will be applied again.")));
+				redis_down_logged = true;
+				break;
+			}
+		}
+		i = j;
+	}
+}
+
+/*
+ * One transaction: take a batch and apply it.  Returns the number of rows
+ * taken, or -1 when the extension is not installed in this database.
+ */
+static int
+process_batch(void)
+{
+	QueueRow   *rows;
+	int			n = -1;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(tc_catalog_relid(TC_QUEUE_TABLE, true)))
+	{
+		pgstat_report_activity(STATE_RUNNING, "draining tenant_cache queue");
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		n = fetch_batch(&rows);
+		if (n > 0)
+			apply_batch(rows, n);
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	StartTransactionCommand();
+	installed = OidIsValid(tc_catalog_relid(TC_QUEUE_TABLE, true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+void
+tc_worker_main(Datum main_arg)
+{
+	bool		ext_missing = true;
+	bool		missing_logged = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(tc_database, NULL, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
+	pgstat_report_appname("tenant_cache worker");
+	tc_worker_attach();
+	ereport(LOG,
+			(errmsg("tenant_cache worker started for database \"%s\"", tc_database)));
+
+	for (;;)
+	{
+		long		wait_ms = tc_poll_interval_ms;
+		int			taken;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+			reload_settings();
+		/* Nothing to do (and no Redis to bother) until the extension exists. */
+		if (ext_missing && (ext_missing = !extension_installed()))
+		{
+			if (!missing_logged)
+				ereport(LOG,
+						(errmsg("tenant_cache worker: extension \"tenant_cache\" is not installed in database \"%s\"; waiting",
+								tc_database)));
+			missing_logged = true;
+			wait_for(tc_poll_interval_ms);
+			continue;
+		}
+		missing_logged = false;
+		if (!ensure_redis(&wait_ms))
+		{
+			wait_for(wait_ms);
+			continue;
+		}
+		taken = process_batch();
+		ext_missing = taken < 0;
+		/* More may be waiting, or a wake-up was consumed during Redis I/O. */
+		if (taken > 0)
+			continue;
+		if (!ext_missing)
+			wait_for(tc_poll_interval_ms);
+	}
+}
