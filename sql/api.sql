@@ -1,4 +1,5 @@
 -- Administration API: dependencies, watched tables, manual invalidation.
+\set SHOW_CONTEXT never
 
 -- register_dependency returns the number of pairs added or changed.
 SELECT tenant_cache.register_dependency('People',
@@ -21,7 +22,12 @@ SELECT tenant_cache.register_dependency('People', ARRAY['ok:pattern', '']);
 SELECT tenant_cache.register_dependency('', ARRAY['x']);
 SELECT tenant_cache.register_dependency(repeat('m', 201), ARRAY['x']);
 SELECT tenant_cache.register_dependency('People', ARRAY['ok:pattern', repeat('p', 1025)]);
+SELECT tenant_cache.register_dependency('People', ARRAY['ends:with\']);
+SELECT tenant_cache.register_dependency('People', ARRAY['ends:with\\\']);
 SELECT count(*) FROM tenant_cache.dependencies;
+-- An escaped trailing backslash is fine.
+SELECT tenant_cache.register_dependency('Escaped', ARRAY['a\\']);
+SELECT tenant_cache.unregister_dependency('Escaped');
 
 -- unregister_dependency: some patterns, then all of a model.
 SELECT tenant_cache.unregister_dependency('People', ARRAY['attendance:summary', 'no:such']);
@@ -39,6 +45,8 @@ SELECT tenant_cache.glob_for('x', 'a*b?c[d]e\f');
 SELECT tenant_cache.glob_for('x', '');
 SELECT tenant_cache.glob_for('');
 SELECT tenant_cache.glob_for(repeat('p', 1025));
+SELECT tenant_cache.glob_for('odd\');
+SELECT tenant_cache.glob_for('even\\');
 
 -- watch_table
 CREATE TABLE people (
@@ -64,7 +72,10 @@ SELECT tenant_cache.watch_table('other', 'People');
 SELECT tenant_cache.watch_table('other', 'People', 'tenant', 'no_client');
 SELECT tenant_cache.watch_table('other', '');
 SELECT tenant_cache.watch_table('other', NULL);
-SELECT count(*) FROM pg_trigger WHERE tgrelid = 'other'::regclass;
+CREATE TABLE gen (id int, t int, tenant_id int GENERATED ALWAYS AS (t * 10) STORED);
+SELECT tenant_cache.watch_table('gen', 'People');
+SELECT count(*) FROM pg_trigger WHERE tgrelid IN ('other'::regclass, 'gen'::regclass);
+DROP TABLE gen;
 
 -- A model without dependencies can be watched, with a notice.
 SELECT tenant_cache.watch_table('other', 'Unregistered', 'tenant');

@@ -1,4 +1,5 @@
 -- Least privilege: writers need no rights on tenant_cache; administration
+\set SHOW_CONTEXT never
 -- needs them.
 \set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
 TRUNCATE tenant_cache.pending;

@@ -1,4 +1,5 @@
 -- Installing the extension: objects, privileges, settings.
+\set SHOW_CONTEXT never
 CREATE EXTENSION tenant_cache;
 
 SELECT extname, extversion, extrelocatable, n.nspname

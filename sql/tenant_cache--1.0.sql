@@ -31,6 +31,20 @@ BEGIN
 END
 $guard$;
 
+-- The worker drains one database; say so when this is another one.
+DO $where$
+BEGIN
+    IF pg_catalog.current_setting('tenant_cache.database', true) IS NOT NULL
+       AND pg_catalog.current_setting('tenant_cache.database', true)
+           OPERATOR(pg_catalog.<>) pg_catalog.current_database() THEN
+        RAISE WARNING 'the tenant_cache worker drains database "%", not "%"',
+            pg_catalog.current_setting('tenant_cache.database', true), pg_catalog.current_database()
+            USING DETAIL = 'Invalidations queued in this database wait until tenant_cache.database names it.',
+                  HINT = 'Set tenant_cache.database in postgresql.conf and restart the server.';
+    END IF;
+END
+$where$;
+
 ------------------------------------------------------------------------
 -- Catalog: model -> pattern dependencies
 ------------------------------------------------------------------------
@@ -142,6 +156,12 @@ BEGIN
         RAISE EXCEPTION 'patterns must not be NULL or empty'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF EXISTS (SELECT 1 FROM unnest(patterns) AS p
+               WHERE (length(p) - length(rtrim(p, E'\\'))) % 2 = 1) THEN
+        RAISE EXCEPTION 'pattern must not end with an unpaired backslash'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'It would escape the "*" appended to every pattern.';
+    END IF;
     IF EXISTS (SELECT 1 FROM unnest(patterns) AS p WHERE octet_length(p) > 1024) THEN
         RAISE EXCEPTION 'pattern is too long'
             USING ERRCODE = 'program_limit_exceeded',
@@ -225,6 +245,13 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, tbl
                 USING ERRCODE = 'undefined_column';
         END IF;
+        IF EXISTS (SELECT 1 FROM pg_attribute a
+                   WHERE a.attrelid = tbl AND a.attname = col AND a.attgenerated <> '') THEN
+            RAISE EXCEPTION 'column "%" of relation "%" is a generated column', col, tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'Row triggers that run before the update cannot see the new value of a generated column.',
+                      HINT = 'Watch the columns it is generated from, or store the value in an ordinary column.';
+        END IF;
     END LOOP;
     IF EXISTS (SELECT 1 FROM pg_trigger t
                WHERE t.tgrelid = tbl
@@ -236,8 +263,9 @@ BEGIN
 
     args := format('%L, %L, %L, %L', watch_table.model, coalesce(tenant_column, ''),
                    coalesce(client_column, ''), coalesce(bu_column, ''));
-    -- BEFORE UPDATE/DELETE: cheapest per row; named to fire after the
-    -- table's own BEFORE triggers, so it sees the row they produce.
+    -- BEFORE UPDATE/DELETE: cheapest per row; named "zz_" to fire after
+    -- the table's own BEFORE triggers (they fire in name order), so it sees
+    -- the row they produce.
     EXECUTE format('CREATE TRIGGER zz_tenant_cache_row BEFORE UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, args);
     -- AFTER INSERT: sees defaults and keeps COPY's multi-row inserts.

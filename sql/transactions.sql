@@ -1,4 +1,5 @@
 -- Transactions: after commit only, once per transaction, savepoints, 2PC.
+\set SHOW_CONTEXT never
 \set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
 TRUNCATE people;
 TRUNCATE tenant_cache.pending;

@@ -1,4 +1,5 @@
 -- What each kind of write queues (tables and dependencies from api.sql).
+\set SHOW_CONTEXT never
 -- :q shows the committed queue and empties it for the next step.
 \set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
 

@@ -34,6 +34,7 @@ PG_FUNCTION_INFO_V1(tc_dependency_changed);
 static MemoryContext depcache_cxt = NULL;
 static HTAB *depcache = NULL;
 static bool depcache_valid = false;
+static uint64 depcache_invals = 0;	/* invalidations received */
 static Oid	depcache_relid = InvalidOid;
 static uint64 depcache_gen = 0;
 
@@ -41,7 +42,10 @@ static void
 depcache_relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == depcache_relid)
+	{
 		depcache_valid = false;
+		depcache_invals++;
+	}
 }
 
 void
@@ -115,18 +119,20 @@ depcache_load(void)
 	HeapTuple	tuple;
 	Snapshot	snapshot;
 	MemoryContext old;
+	uint64		invals_before;
 
 	if (depcache_cxt == NULL)
 		depcache_cxt = AllocSetContextCreate(CacheMemoryContext,
 											 "tenant_cache dependencies",
 											 ALLOCSET_SMALL_SIZES);
+	depcache_valid = false;
 	MemoryContextReset(depcache_cxt);
 	depcache = NULL;
 
 	depcache_relid = tc_catalog_relid(TC_DEP_TABLE, false);
 	rel = table_open(depcache_relid, AccessShareLock);
-	/* Invalidations that arrive from here on make the new cache stale. */
-	depcache_valid = true;
+	/* An invalidation arriving from here on makes this load stale. */
+	invals_before = depcache_invals;
 	depcache_gen++;
 
 	old = MemoryContextSwitchTo(depcache_cxt);
@@ -155,6 +161,8 @@ depcache_load(void)
 	UnregisterSnapshot(snapshot);
 	MemoryContextSwitchTo(old);
 	table_close(rel, AccessShareLock);
+	/* Only a complete load counts: an error above leaves the cache invalid. */
+	depcache_valid = (depcache_invals == invals_before);
 }
 
 /* The dependencies of a model, or NULL when it has none. */
@@ -163,6 +171,8 @@ tc_lookup_model(const char *model)
 {
 	if (!depcache_valid || depcache == NULL)
 		depcache_load();
+	if (depcache == NULL)
+		return NULL;
 	if (strlen(model) >= sizeof(((TcModelDeps *) NULL)->model))
 		return NULL;
 	return hash_search(depcache, model, HASH_FIND, NULL);

@@ -38,6 +38,7 @@ struct TcKeyFormat
 };
 
 static const TcKeyFormat *current_key_format = NULL;
+static uint64 key_format_gen = 0;
 
 static const struct
 {
@@ -181,6 +182,14 @@ void
 tc_set_current_key_format(TcKeyFormat *kf)
 {
 	current_key_format = kf;
+	key_format_gen++;
+}
+
+/* Changes with every new key format; lets callers drop derived state. */
+uint64
+tc_key_format_generation(void)
+{
+	return key_format_gen;
 }
 
 /* Does buf end with a wildcard "*" (one not escaped by a backslash)? */

@@ -65,7 +65,9 @@ static MemoryContext xact_cxt = NULL;	/* NULL: nothing queued (quick exit) */
 static strset_hash *globs = NULL;
 static List *frames = NIL;		/* QueueFrame *, innermost last */
 static strset_hash *seen_values = NULL; /* row values already expanded */
-static uint64 seen_values_gen = 0;
+static uint64 seen_values_gen = 0;	/* dependency cache generation ... */
+static uint64 seen_values_kfgen = 0;	/* ... and key format it assumes */
+static bool flushed = false;	/* this transaction's set was written */
 static bool wake_at_commit = false;
 static SPIPlanPtr insert_plan = NULL;
 
@@ -154,6 +156,12 @@ tc_queue_glob(const char *glob)
 	char	   *copy;
 	bool		found;
 
+	if (flushed)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot queue cache invalidations after the transaction's queue was written"),
+				 errdetail("A commit-time callback that runs after tenant_cache's wrote to a watched table."),
+				 errhint("List tenant_cache after the other library in shared_preload_libraries.")));
 	ensure_xact_state();
 	if (strset_lookup(globs, (char *) glob) != NULL)
 		return false;
@@ -189,18 +197,20 @@ build_values_key(StringInfo key, const char *model,
 int
 tc_queue_model_values(const char *model, const char *const values[TC_NLEVELS])
 {
-	const TcModelDeps *deps = tc_lookup_model(model);
 	uint64		gen = tc_depcache_generation();
+	uint64		kfgen = tc_key_format_generation();
+	const TcModelDeps *deps = tc_lookup_model(model);
 	StringInfo	key;
 	bool		found;
 
 	if (deps == NULL)
 		return 0;
 	ensure_xact_state();
-	if (seen_values_gen != gen)
+	if (seen_values_gen != gen || seen_values_kfgen != kfgen)
 	{
 		strset_reset(seen_values);
 		seen_values_gen = gen;
+		seen_values_kfgen = kfgen;
 	}
 	key = scratch(0);
 	build_values_key(key, model, values);
@@ -307,9 +317,6 @@ flush_to_queue(void)
 static void
 queue_xact_callback(XactEvent event, void *arg)
 {
-	if (xact_cxt == NULL && !wake_at_commit)
-		return;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_COMMIT:
@@ -317,16 +324,16 @@ queue_xact_callback(XactEvent event, void *arg)
 			if (xact_cxt != NULL)
 				flush_to_queue();
 			reset_xact_state();
+			flushed = true;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
 				tc_wake_worker();
-			wake_at_commit = false;
-			reset_xact_state();
-			break;
+			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
+			flushed = false;
 			reset_xact_state();
 			break;
 		default:

@@ -154,12 +154,22 @@ command_argv(int argc, const char **argv, const size_t *lens,
 	return read_reply(reply, deadline, errmsg);
 }
 
+/* An error reply, as printable ASCII (it is stored in a text column). */
 static bool
 is_error_reply(redisReply *reply, const char *what, char **errmsg)
 {
+	char	   *text;
+	size_t		len;
+
 	if (reply->type != REDIS_REPLY_ERROR)
 		return false;
-	*errmsg = psprintf("%s: %.*s", what, (int) Min(reply->len, 512), reply->str);
+	len = Min(reply->len, 512);
+	text = pnstrdup(reply->str, len);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char) text[i] < 0x20 || (unsigned char) text[i] > 0x7e)
+			text[i] = '?';
+	*errmsg = psprintf("%s: %s", what, text);
+	pfree(text);
 	return true;
 }
 
@@ -224,7 +234,10 @@ authenticate(char **errmsg)
 		return false;
 	}
 	if (read_password(password, errmsg) == NULL)
+	{
+		explicit_bzero(password, sizeof(password));
 		return false;
+	}
 
 	argv[argc] = "AUTH";
 	lens[argc++] = 4;
@@ -285,7 +298,9 @@ tc_redis_connect(char **errmsg)
 		return io_error(errmsg, "could not connect to Redis"), false;
 	if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
 		return io_error(errmsg, "timed out connecting to Redis"), false;
-	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
+		soerr = errno;
+	if (soerr != 0)
 	{
 		*errmsg = psprintf("could not connect to Redis: %s", strerror(soerr));
 		tc_redis_disconnect();
@@ -299,13 +314,14 @@ tc_redis_connect(char **errmsg)
 	return true;
 }
 
-/* Queue "UNLINK key..." for the keys of a SCAN reply. */
-static void
+/* Queue "UNLINK key..." for the keys of a SCAN reply; false when out of memory. */
+static bool
 append_unlink(redisReply *keys)
 {
 	int			argc = keys->elements + 1;
 	const char **argv = palloc(sizeof(char *) * argc);
 	size_t	   *lens = palloc(sizeof(size_t) * argc);
+	bool		ok;
 
 	argv[0] = "UNLINK";
 	lens[0] = 6;
@@ -314,12 +330,13 @@ append_unlink(redisReply *keys)
 		argv[i + 1] = keys->element[i]->str;
 		lens[i + 1] = keys->element[i]->len;
 	}
-	redisAppendCommandArgv(conn, argc, argv, lens);
+	ok = redisAppendCommandArgv(conn, argc, argv, lens) == REDIS_OK;
 	pfree(argv);
 	pfree(lens);
+	return ok;
 }
 
-static void
+static bool
 append_scan(const char *cursor, const char *glob)
 {
 	char		count[16];
@@ -329,7 +346,7 @@ append_scan(const char *cursor, const char *glob)
 	snprintf(count, sizeof(count), "%d", tc_scan_count);
 	for (int i = 0; i < 6; i++)
 		lens[i] = strlen(argv[i]);
-	redisAppendCommandArgv(conn, 6, argv, lens);
+	return redisAppendCommandArgv(conn, 6, argv, lens) == REDIS_OK;
 }
 
 static bool
@@ -359,7 +376,8 @@ tc_redis_clear_glob(const char *glob, int64 *deleted, char **errmsg)
 		*errmsg = pstrdup("not connected to Redis");
 		return TC_REDIS_IO_ERROR;
 	}
-	append_scan("0", glob);
+	if (!append_scan("0", glob))
+		return io_error(errmsg, "could not format Redis SCAN");
 	while (more)
 	{
 		TimestampTz deadline = deadline_after(tc_command_timeout_ms);
@@ -382,11 +400,18 @@ tc_redis_clear_glob(const char *glob, int64 *deleted, char **errmsg)
 		more = strcmp(scan->element[0]->str, "0") != 0;
 		if (scan->element[1]->elements > 0)
 		{
-			append_unlink(scan->element[1]);
+			if (!append_unlink(scan->element[1]))
+			{
+				freeReplyObject(scan);
+				return io_error(errmsg, "could not format Redis UNLINK");
+			}
 			unlinking = true;
 		}
-		if (more)
-			append_scan(scan->element[0]->str, glob);
+		if (more && !append_scan(scan->element[0]->str, glob))
+		{
+			freeReplyObject(scan);
+			return io_error(errmsg, "could not format Redis SCAN");
+		}
 		freeReplyObject(scan);
 		if (!unlinking)
 			continue;

@@ -47,6 +47,18 @@ checked_pattern(FunctionCallInfo fcinfo)
 				 errmsg("pattern is too long"),
 				 errdetail("The pattern has %zu bytes; the limit is %d.",
 						   strlen(pattern), TC_MAX_PATTERN_LEN)));
+	{
+		size_t		len = strlen(pattern);
+		size_t		backslashes = 0;
+
+		while (backslashes < len && pattern[len - 1 - backslashes] == '\\')
+			backslashes++;
+		if (backslashes % 2 == 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pattern must not end with an unpaired backslash"),
+					 errdetail("It would escape the \"*\" appended to every pattern.")));
+	}
 	return pattern;
 }
 

@@ -60,6 +60,7 @@ typedef struct TcKeyFormat TcKeyFormat;
 extern TcKeyFormat *tc_parse_key_format(const char *format, char **errmsg);
 extern const TcKeyFormat *tc_current_key_format(void);
 extern void tc_set_current_key_format(TcKeyFormat *kf);
+extern uint64 tc_key_format_generation(void);
 extern void tc_append_escaped(StringInfo buf, const char *value);
 extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const values[TC_NLEVELS],

@@ -29,6 +29,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -43,11 +44,17 @@ typedef struct QueueRow
 	int			attempts;
 } QueueRow;
 
-/* Connection state, for backoff and for logging transitions only. */
-static bool redis_was_up = false;
-static bool redis_down_logged = false;
-static int	connect_backoff_ms = 0;
+/*
+ * Redis health, for backoff and for logging state changes only: the first
+ * failure of an outage is a WARNING, the rest DEBUG1, and the first success
+ * after it a LOG line, so an outage does not flood the log.
+ */
+static bool redis_ok = true;
+static int	redis_backoff_ms = 0;
 static TimestampTz next_connect_at = 0;
+
+/* Upper bound on the time one batch holds its transaction open. */
+#define TC_BATCH_TIME_LIMIT_MS 2000
 
 void
 tc_register_worker(void)
@@ -105,16 +112,42 @@ reload_settings(void)
 		tc_redis_disconnect();
 	}
 	if (strcmp(before, after) != 0)
+	{
 		next_connect_at = 0;
+		redis_backoff_ms = 0;
+		redis_ok = true;
+	}
 	pfree(before);
 	pfree(after);
 }
 
-/*
- * Connect if needed.  While Redis fails, attempts back off exponentially up
- * to max_retry_interval_ms; the first failure is a WARNING, the rest DEBUG1,
- * so an outage does not flood the log.
- */
+static void
+note_redis_failure(const char *what, const char *err)
+{
+	redis_backoff_ms = redis_backoff_ms == 0 ? TC_MIN_BACKOFF_MS :
+		Min(redis_backoff_ms * 2, tc_max_retry_interval_ms);
+	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+												  redis_backoff_ms);
+	ereport(redis_ok ? WARNING : DEBUG1,
+			(errmsg("tenant_cache worker %s Redis at %s:%d: %s",
+					what, tc_redis_host, tc_redis_port, err),
+			 errdetail("Invalidations stay queued; retrying with backoff up to %d ms.",
+					   tc_max_retry_interval_ms)));
+	redis_ok = false;
+}
+
+static void
+note_redis_success(void)
+{
+	if (!redis_ok)
+		ereport(LOG,
+				(errmsg("tenant_cache worker: Redis at %s:%d works again",
+						tc_redis_host, tc_redis_port)));
+	redis_ok = true;
+	redis_backoff_ms = 0;
+}
+
+/* Connect if needed, not before the backoff allows; false: wait *wait_ms. */
 static bool
 ensure_redis(long *wait_ms)
 {
@@ -131,24 +164,14 @@ ensure_redis(long *wait_ms)
 	pgstat_report_activity(STATE_RUNNING, "connecting to Redis");
 	if (tc_redis_connect(&err))
 	{
-		ereport(LOG,
+		ereport(redis_ok ? LOG : DEBUG1,
 				(errmsg("tenant_cache worker connected to Redis at %s:%d",
 						tc_redis_host, tc_redis_port)));
-		redis_was_up = true;
-		redis_down_logged = false;
-		connect_backoff_ms = 0;
 		return true;
 	}
-	connect_backoff_ms = connect_backoff_ms == 0 ? TC_MIN_BACKOFF_MS :
-		Min(connect_backoff_ms * 2, tc_max_retry_interval_ms);
-	next_connect_at = TimestampTzPlusMilliseconds(now, connect_backoff_ms);
-	*wait_ms = connect_backoff_ms;
-	ereport(redis_down_logged ? DEBUG1 : WARNING,
-			(errmsg("tenant_cache worker cannot reach Redis at %s:%d: %s",
-					tc_redis_host, tc_redis_port, err),
-			 errdetail("Invalidations stay queued; retrying with backoff up to %d ms.",
-					   tc_max_retry_interval_ms)));
-	redis_down_logged = true;
+	note_redis_failure("cannot reach", err);
+	pfree(err);
+	*wait_ms = redis_backoff_ms;
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return false;
 }
@@ -240,13 +263,29 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 }
 
 /*
+ * Clear one glob.  A connection that Redis or a middlebox closed while it
+ * was idle fails its first command: reconnect once and try again.
+ */
+static TcRedisStatus
+clear_glob(const char *glob, bool first_of_batch, int64 *deleted, char **err)
+{
+	TcRedisStatus st = tc_redis_clear_glob(glob, deleted, err);
+
+	if (st == TC_REDIS_IO_ERROR && first_of_batch && tc_redis_connect(err))
+		st = tc_redis_clear_glob(glob, deleted, err);
+	return st;
+}
+
+/*
  * Apply the rows of one batch, one distinct glob at a time.  A refused
  * command fails only its glob; a lost connection fails its glob and leaves
- * the rest of the batch untouched for the next attempt.
+ * the rest of the batch untouched for the next attempt, and so does running
+ * past the batch's time limit (so no transaction stays open for long).
  */
 static void
 apply_batch(QueueRow *rows, int n)
 {
+	TimestampTz start = GetCurrentTimestamp();
 	int			i = 0;
 
 	while (i < n)
@@ -258,10 +297,12 @@ apply_batch(QueueRow *rows, int n)
 
 		while (j < n && strcmp(rows[j].glob, rows[i].glob) == 0)
 			j++;
-		st = tc_redis_clear_glob(rows[i].glob, &deleted, &err);
+		pgstat_report_activity(STATE_RUNNING, "clearing a glob in Redis");
+		st = clear_glob(rows[i].glob, i == 0, &deleted, &err);
 		if (st == TC_REDIS_OK)
 		{
 			delete_rows(rows, i, j);
+			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"",
 				 (long long) deleted, rows[i].glob);
 		}
@@ -270,14 +311,14 @@ apply_batch(QueueRow *rows, int n)
 			fail_rows(rows, i, j, err);
 			if (st == TC_REDIS_IO_ERROR)
 			{
-				ereport(WARNING,
-						(errmsg("tenant_cache worker lost its Redis connection: %s", err),
-						 errdetail("The batch stays queued and will be applied again.")));
-				redis_down_logged = true;
+				note_redis_failure("lost its connection to", err);
 				break;
 			}
 		}
 		i = j;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   TC_BATCH_TIME_LIMIT_MS))
+			break;
 	}
 }
 
@@ -325,8 +366,9 @@ extension_installed(void)
 void
 tc_worker_main(Datum main_arg)
 {
-	bool		ext_missing = true;
-	bool		missing_logged = false;
+	sigjmp_buf	local_sigjmp_buf;
+	volatile bool ext_missing = true;
+	volatile bool missing_logged = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -338,6 +380,25 @@ tc_worker_main(Datum main_arg)
 	tc_worker_attach();
 	ereport(LOG,
 			(errmsg("tenant_cache worker started for database \"%s\"", tc_database)));
+
+	/*
+	 * An error in a batch (say, the extension dropped under us) is reported,
+	 * its transaction rolled back (the rows stay queued), and the loop goes
+	 * on after a pause, instead of the process exiting and restarting.
+	 */
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		tc_redis_disconnect();
+		RESUME_INTERRUPTS();
+		ext_missing = true;
+		wait_for(Min(tc_poll_interval_ms * 5, tc_max_retry_interval_ms));
+	}
+	PG_exception_stack = &local_sigjmp_buf;
 
 	for (;;)
 	{
