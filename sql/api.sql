@@ -45,8 +45,33 @@ SELECT tenant_cache.glob_for('x', 'a*b?c[d]e\f');
 SELECT tenant_cache.glob_for('x', '');
 SELECT tenant_cache.glob_for('');
 SELECT tenant_cache.glob_for(repeat('p', 1025));
+SELECT tenant_cache.glob_for('a*b*c*d*e*f*g*h*');
+SELECT tenant_cache.glob_for('a*b*c*d*e*f*g*h*i*');
+SELECT tenant_cache.register_dependency('People', ARRAY['a*b*c*d*e*f*g*h*i*']);
+SELECT tenant_cache.check_pattern('fine:pattern');
 SELECT tenant_cache.glob_for('odd\');
 SELECT tenant_cache.glob_for('even\\');
+
+-- A value containing the separator that follows its placeholder in
+-- key_format (":client:" after {tenant}, so ":") is refused: its keys could
+-- be matched by another tenant's globs.
+SELECT tenant_cache.glob_for('x', '1:client:2');
+SELECT tenant_cache.glob_for('x', '1', 'a:b');
+SELECT tenant_cache.glob_for('x', '1', '2', '3:4');
+
+-- Wildcards everywhere would clear every key of every tenant: only with force.
+BEGIN;
+SELECT tenant_cache.invalidate_pattern('*');
+ROLLBACK;
+BEGIN;
+SELECT tenant_cache.invalidate_pattern('?*');
+ROLLBACK;
+BEGIN;
+SELECT tenant_cache.invalidate_pattern('*', force => true);
+SELECT tenant_cache.invalidate_pattern('*', '1');
+SELECT tenant_cache.invalidate_pattern('*', NULL, '2');
+SELECT count(*) AS queued_in_xact FROM tenant_cache.queue;
+ROLLBACK;
 
 -- watch_table
 CREATE TABLE people (

@@ -99,6 +99,12 @@ CREATE VIEW tenant_cache.dependencies AS
 CREATE FUNCTION tenant_cache.invalidate_trigger()
     RETURNS trigger LANGUAGE c AS 'MODULE_PATHNAME', 'tc_invalidate_trigger';
 
+CREATE FUNCTION tenant_cache.check_pattern(pattern text)
+    RETURNS void LANGUAGE c STABLE STRICT
+    AS 'MODULE_PATHNAME', 'tc_check_pattern_sql';
+COMMENT ON FUNCTION tenant_cache.check_pattern(text) IS
+    'Raise an error unless the pattern is acceptable to register_dependency() and invalidate_pattern()';
+
 CREATE FUNCTION tenant_cache.trigger_arguments(tgargs bytea)
     RETURNS text[] LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'tc_trigger_arguments';
@@ -151,22 +157,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the patterns as an array, for example ARRAY[''dropdown:people''].';
     END IF;
-    IF array_position(patterns, NULL) IS NOT NULL
-       OR EXISTS (SELECT 1 FROM unnest(patterns) AS p WHERE p = '') THEN
-        RAISE EXCEPTION 'patterns must not be NULL or empty'
+    IF array_position(patterns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'patterns must not be NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(patterns) AS p
-               WHERE (length(p) - length(rtrim(p, E'\\'))) % 2 = 1) THEN
-        RAISE EXCEPTION 'pattern must not end with an unpaired backslash'
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'It would escape the "*" appended to every pattern.';
-    END IF;
-    IF EXISTS (SELECT 1 FROM unnest(patterns) AS p WHERE octet_length(p) > 1024) THEN
-        RAISE EXCEPTION 'pattern is too long'
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = 'A pattern may have at most 1024 bytes.';
-    END IF;
+    PERFORM tenant_cache.check_pattern(p) FROM unnest(patterns) AS p;
 
     WITH input AS (
         SELECT DISTINCT p FROM unnest(patterns) AS p
@@ -317,15 +312,59 @@ $$;
 COMMENT ON FUNCTION tenant_cache.unwatch_table(regclass) IS
     'Remove the invalidation triggers of a watched table';
 
+-- Partitions created or attached later get the row triggers from
+-- PostgreSQL (cloned) but not the TRUNCATE one: add it.  This runs for
+-- every CREATE/ALTER TABLE by any role, so it runs as the extension owner
+-- (it only reads catalogs and adds tenant_cache's own trigger) and never
+-- fails the command: a problem is a WARNING.
+CREATE FUNCTION tenant_cache.on_ddl_command_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT t.tgrelid::regclass AS rel, a
+        FROM pg_event_trigger_ddl_commands() AS c
+        CROSS JOIN LATERAL (SELECT c.objid AS relid
+                            UNION SELECT relid FROM pg_partition_tree(c.objid)) AS tree
+        JOIN pg_trigger t ON t.tgrelid = tree.relid
+        CROSS JOIN LATERAL tenant_cache.trigger_arguments(t.tgargs) AS a
+        WHERE c.classid = 'pg_class'::regclass AND c.objsubid = 0
+          AND t.tgname = 'zz_tenant_cache_row' AND t.tgparentid <> 0
+          AND t.tgfoid = 'tenant_cache.invalidate_trigger()'::regprocedure
+          AND NOT EXISTS (SELECT 1 FROM pg_trigger t2
+                          WHERE t2.tgrelid = t.tgrelid
+                            AND t2.tgname = 'zz_tenant_cache_truncate')
+    LOOP
+        BEGIN
+            EXECUTE format('CREATE TRIGGER zz_tenant_cache_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION tenant_cache.invalidate_trigger(%L, %L, %L, %L)',
+                           r.rel, r.a[1], r.a[2], r.a[3], r.a[4]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'tenant_cache could not watch TRUNCATE on new partition %: %', r.rel, SQLERRM
+                USING HINT = 'Call tenant_cache.unwatch_table() and tenant_cache.watch_table() on its parent.';
+        END;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER tenant_cache_new_partitions ON ddl_command_end
+    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION tenant_cache.on_ddl_command_end();
+
 ------------------------------------------------------------------------
 -- Manual invalidation (queued in the calling transaction, applied after commit)
 ------------------------------------------------------------------------
 CREATE FUNCTION tenant_cache.invalidate_pattern(
     pattern text, tenant_id text DEFAULT NULL,
-    client_id text DEFAULT NULL, bu_id text DEFAULT NULL)
+    client_id text DEFAULT NULL, bu_id text DEFAULT NULL,
+    force boolean DEFAULT false)
 RETURNS bigint LANGUAGE c VOLATILE
 AS 'MODULE_PATHNAME', 'tc_invalidate_pattern';
-COMMENT ON FUNCTION tenant_cache.invalidate_pattern(text, text, text, text) IS
+COMMENT ON FUNCTION tenant_cache.invalidate_pattern(text, text, text, text, boolean) IS
     'Queue the glob of a pattern for a tenant/client/bu (NULL: all); applied after commit';
 
 CREATE FUNCTION tenant_cache.invalidate_model(model text, tenant_id text DEFAULT NULL)

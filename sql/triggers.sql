@@ -41,6 +41,12 @@ INSERT INTO people VALUES (6, 1, NULL, 3, 'Fay');
 INSERT INTO asset VALUES (2, 'a*', 'c?', 'b[1]', 'x'), (3, 'back\slash', ']', '[', 'y');
 :q
 
+-- A value containing the key_format separator is refused, and the write
+-- with it: it could clear another tenant's keys.
+INSERT INTO asset VALUES (4, 't1:client:x', 'c', 'b', 'x');
+INSERT INTO asset VALUES (4, 't1', 'c', 'b:4', 'x');
+:q
+
 -- COPY fires the triggers too.
 COPY asset FROM stdin;
 10	t10	c	b	new
@@ -98,6 +104,19 @@ SELECT tenant_cache.watch_table('eventlog', 'PeopleEventlog', 'tenant_id', 'clie
 SELECT table_name, partitioned FROM tenant_cache.watched_tables WHERE model = 'PeopleEventlog';
 SELECT tenant_cache.watch_table('eventlog_1', 'PeopleEventlog');
 INSERT INTO eventlog VALUES (1, 1, 1, 1, 'login'), (2, 2, 1, 1, 'login');
+:q
+-- Partitions created or attached later are watched too, TRUNCATE included.
+CREATE TABLE eventlog_3 PARTITION OF eventlog FOR VALUES IN (3);
+CREATE TABLE eventlog_4 (LIKE eventlog);
+ALTER TABLE eventlog ATTACH PARTITION eventlog_4 FOR VALUES IN (4);
+SELECT c.relname, array_agg(t.tgname ORDER BY t.tgname) AS triggers
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE c.relname IN ('eventlog_3', 'eventlog_4') GROUP BY 1 ORDER BY 1;
+INSERT INTO eventlog VALUES (5, 4, 1, 1, 'login');
+:q
+TRUNCATE eventlog_3;
+:q
+TRUNCATE eventlog_4;
 :q
 UPDATE eventlog SET what = 'logout' WHERE id = 2;
 :q

@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
+
 #include "tenant_cache.h"
 
 typedef enum TcPartKind
@@ -33,9 +35,12 @@ typedef struct TcPart
 
 struct TcKeyFormat
 {
+	char		separator[TC_NLEVELS];	/* first char after each value, or 0 */
 	int			nparts;
 	TcPart		parts[FLEXIBLE_ARRAY_MEMBER];
 };
+
+static const char *const level_names[TC_NLEVELS] = {"tenant", "client", "bu"};
 
 static const TcKeyFormat *current_key_format = NULL;
 static uint64 key_format_gen = 0;
@@ -151,6 +156,16 @@ tc_parse_key_format(const char *format, char **errmsg)
 		*errmsg = "The format must contain {tenant} and {pattern}.";
 		return NULL;
 	}
+	for (int i = 0; i < nparts; i++)
+	{
+		if (parts[i].kind == TC_PART_LITERAL || parts[i].kind == TC_PART_PATTERN)
+			continue;
+		if (i + 1 >= nparts || parts[i + 1].kind != TC_PART_LITERAL)
+		{
+			*errmsg = "Each of {tenant}, {client} and {bu} must be followed by a separator, such as \":\".";
+			return NULL;
+		}
+	}
 
 	kf = malloc(offsetof(TcKeyFormat, parts) + nparts * sizeof(TcPart) + used);
 	if (kf == NULL)
@@ -160,12 +175,22 @@ tc_parse_key_format(const char *format, char **errmsg)
 	}
 	text = (char *) kf + offsetof(TcKeyFormat, parts) + nparts * sizeof(TcPart);
 	memcpy(text, escaped, used);
+	memset(kf->separator, 0, sizeof(kf->separator));
 	kf->nparts = nparts;
 	for (int i = 0; i < nparts; i++)
 	{
 		kf->parts[i].kind = parts[i].kind;
 		kf->parts[i].text = parts[i].kind == TC_PART_LITERAL ?
 			text + (uintptr_t) parts[i].text : NULL;
+	}
+	for (int i = 0; i + 1 < nparts; i++)
+	{
+		const char *next = kf->parts[i + 1].text;
+		int			level = parts[i].kind - TC_PART_TENANT;
+
+		/* The separator as the key has it: skip an escaping backslash. */
+		if (parts[i].kind >= TC_PART_TENANT && parts[i].kind <= TC_PART_BU)
+			kf->separator[level] = next[0] == '\\' ? next[1] : next[0];
 	}
 	return kf;
 }
@@ -206,16 +231,43 @@ ends_with_wildcard(StringInfo buf, int start)
 	return backslashes % 2 == 0;
 }
 
+/*
+ * A value that contains the separator following its placeholder would make
+ * keys ambiguous: with the default format, tenant "1" and tenant "1:client"
+ * would both own keys starting "tenant:1:client:", and one's write could
+ * clear the other's keys.  Values without the separator's first character
+ * can never be confused (the glob fixes every character up to the next
+ * separator), so that is the rule, enforced here for every glob built.
+ */
+void
+tc_check_value(const TcKeyFormat *kf, int level, const char *value)
+{
+	char		sep = kf->separator[level];
+
+	if (value != NULL && sep != '\0' && strchr(value, sep) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s value \"%s\" contains \"%c\", the separator that follows {%s} in tenant_cache.key_format",
+						level_names[level],
+						pnstrdup(value, pg_mbcliplen(value, strlen(value), 64)),
+						sep, level_names[level]),
+				 errdetail("Cache keys built from such a value could be matched by another %s's invalidations.",
+						   level_names[level]),
+				 errhint("Use %s values without \"%c\", or a key_format with another separator.",
+						 level_names[level], sep)));
+}
+
 static void
-append_value(StringInfo buf, const char *value)
+append_value(StringInfo buf, const TcKeyFormat *kf, int level, const char *value)
 {
 	if (value == NULL)
 	{
 		if (!ends_with_wildcard(buf, 0))
 			appendStringInfoChar(buf, '*');
+		return;
 	}
-	else
-		tc_append_escaped(buf, value);
+	tc_check_value(kf, level, value);
+	tc_append_escaped(buf, value);
 }
 
 /*
@@ -236,13 +288,13 @@ tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 				appendStringInfoString(buf, part->text);
 				break;
 			case TC_PART_TENANT:
-				append_value(buf, values[TC_LEVEL_TENANT]);
+				append_value(buf, kf, TC_LEVEL_TENANT, values[TC_LEVEL_TENANT]);
 				break;
 			case TC_PART_CLIENT:
-				append_value(buf, values[TC_LEVEL_CLIENT]);
+				append_value(buf, kf, TC_LEVEL_CLIENT, values[TC_LEVEL_CLIENT]);
 				break;
 			case TC_PART_BU:
-				append_value(buf, values[TC_LEVEL_BU]);
+				append_value(buf, kf, TC_LEVEL_BU, values[TC_LEVEL_BU]);
 				break;
 			case TC_PART_PATTERN:
 				{
@@ -255,4 +307,57 @@ tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 				break;
 		}
 	}
+}
+
+/*
+ * Rules for patterns written by administrators (globs by design): not empty,
+ * bounded length, a bounded number of "*" (Redis' matcher backtracks on
+ * each), and no unpaired trailing backslash (it would escape the "*" that
+ * follows every pattern).
+ */
+void
+tc_check_pattern(const char *pattern)
+{
+	size_t		len = strlen(pattern);
+	int			stars = 0;
+
+	if (len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pattern must not be empty")));
+	if (len > TC_MAX_PATTERN_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pattern is too long"),
+				 errdetail("The pattern has %zu bytes; the limit is %d.",
+						   len, TC_MAX_PATTERN_LEN)));
+	for (size_t i = 0; i < len; i++)
+	{
+		if (pattern[i] == '\\')
+		{
+			if (++i == len)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("pattern must not end with an unpaired backslash"),
+						 errdetail("It would escape the \"*\" appended to every pattern.")));
+		}
+		else if (pattern[i] == '*')
+			stars++;
+	}
+	if (stars > TC_MAX_PATTERN_STARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("pattern has too many \"*\" wildcards"),
+				 errdetail("The pattern has %d; the limit is %d, because Redis' matcher backtracks on each.",
+						   stars, TC_MAX_PATTERN_STARS)));
+}
+
+/* Does the pattern consist of wildcards only ("*", "?*", ...)? */
+bool
+tc_pattern_matches_everything(const char *pattern)
+{
+	for (const char *p = pattern; *p; p++)
+		if (*p != '*' && *p != '?')
+			return false;
+	return true;
 }

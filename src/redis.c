@@ -32,6 +32,7 @@
 #define TC_MAX_PASSWORD_LEN 4096
 
 static redisContext *conn = NULL;
+static bool last_error_was_timeout = false;
 
 bool
 tc_redis_is_connected(void)
@@ -93,12 +94,28 @@ wait_socket(int event, TimestampTz deadline)
 static TcRedisStatus
 io_error(char **errmsg, const char *what)
 {
+	last_error_was_timeout = false;
 	if (conn != NULL && conn->err)
 		*errmsg = psprintf("%s: %s", what, conn->errstr);
 	else
 		*errmsg = pstrdup(what);
 	tc_redis_disconnect();
 	return TC_REDIS_IO_ERROR;
+}
+
+/* An I/O error that is a timeout: Redis is slow or hung, not gone. */
+static TcRedisStatus
+timeout_error(char **errmsg, const char *what)
+{
+	io_error(errmsg, what);
+	last_error_was_timeout = true;
+	return TC_REDIS_IO_ERROR;
+}
+
+bool
+tc_redis_last_error_was_timeout(void)
+{
+	return last_error_was_timeout;
 }
 
 static TcRedisStatus
@@ -113,7 +130,7 @@ flush_output(TimestampTz deadline, char **errmsg)
 		if (done)
 			return TC_REDIS_OK;
 		if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
-			return io_error(errmsg, "timed out sending to Redis");
+			return timeout_error(errmsg, "timed out sending to Redis");
 	}
 }
 
@@ -132,7 +149,7 @@ read_reply(redisReply **reply, TimestampTz deadline, char **errmsg)
 			return TC_REDIS_OK;
 		}
 		if (!wait_socket(WL_SOCKET_READABLE, deadline))
-			return io_error(errmsg, "timed out waiting for Redis");
+			return timeout_error(errmsg, "timed out waiting for Redis");
 		if (redisBufferRead(conn) != REDIS_OK)
 			return io_error(errmsg, "could not read from Redis");
 	}

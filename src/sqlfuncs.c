@@ -23,6 +23,8 @@ PG_FUNCTION_INFO_V1(tc_invalidate_pattern);
 PG_FUNCTION_INFO_V1(tc_invalidate_model);
 PG_FUNCTION_INFO_V1(tc_glob_for);
 PG_FUNCTION_INFO_V1(tc_trigger_arguments);
+PG_FUNCTION_INFO_V1(tc_check_pattern_sql);
+
 
 static char *
 text_arg_or_null(FunctionCallInfo fcinfo, int n)
@@ -37,29 +39,20 @@ checked_pattern(FunctionCallInfo fcinfo)
 {
 	char	   *pattern = text_arg_or_null(fcinfo, 0);
 
-	if (pattern == NULL || pattern[0] == '\0')
+	if (pattern == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pattern must not be empty")));
-	if (strlen(pattern) > TC_MAX_PATTERN_LEN)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("pattern is too long"),
-				 errdetail("The pattern has %zu bytes; the limit is %d.",
-						   strlen(pattern), TC_MAX_PATTERN_LEN)));
-	{
-		size_t		len = strlen(pattern);
-		size_t		backslashes = 0;
-
-		while (backslashes < len && pattern[len - 1 - backslashes] == '\\')
-			backslashes++;
-		if (backslashes % 2 == 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("pattern must not end with an unpaired backslash"),
-					 errdetail("It would escape the \"*\" appended to every pattern.")));
-	}
+				 errmsg("pattern must not be NULL")));
+	tc_check_pattern(pattern);
 	return pattern;
+}
+
+/* check_pattern(pattern text) RETURNS void: the rules for admin patterns. */
+Datum
+tc_check_pattern_sql(PG_FUNCTION_ARGS)
+{
+	checked_pattern(fcinfo);
+	PG_RETURN_VOID();
 }
 
 static void
@@ -74,16 +67,25 @@ build_call_glob(StringInfo buf, FunctionCallInfo fcinfo)
 }
 
 /*
- * invalidate_pattern(pattern, tenant_id, client_id, bu_id) RETURNS bigint:
- * queue one glob; returns the number of globs it covers (1).
+ * invalidate_pattern(pattern, tenant_id, client_id, bu_id, force) RETURNS
+ * bigint: queue one glob; returns the number of globs it covers (1).  A
+ * pattern that would clear every key of every tenant needs force => true.
  */
 Datum
 tc_invalidate_pattern(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
+	bool		force = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
 
 	initStringInfo(&buf);
 	build_call_glob(&buf, fcinfo);
+	if (!force && PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3) &&
+		tc_pattern_matches_everything(text_arg_or_null(fcinfo, 0)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pattern \"%s\" would clear every cached key of every tenant",
+						text_arg_or_null(fcinfo, 0)),
+				 errhint("Name a tenant, a more specific pattern, or pass force => true.")));
 	tc_check_can_queue();
 	tc_queue_glob(buf.data);
 	PG_RETURN_INT64(1);

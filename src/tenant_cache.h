@@ -20,6 +20,7 @@
 #define TC_QUEUE_TABLE		"pending"
 #define TC_DEP_TABLE		"dependency"
 #define TC_MAX_PATTERN_LEN	1024
+#define TC_MAX_PATTERN_STARS 8
 
 /* Settings (tenant_cache.c) */
 extern char *tc_database;
@@ -62,6 +63,9 @@ extern const TcKeyFormat *tc_current_key_format(void);
 extern void tc_set_current_key_format(TcKeyFormat *kf);
 extern uint64 tc_key_format_generation(void);
 extern void tc_append_escaped(StringInfo buf, const char *value);
+extern void tc_check_value(const TcKeyFormat *kf, int level, const char *value);
+extern void tc_check_pattern(const char *pattern);
+extern bool tc_pattern_matches_everything(const char *pattern);
 extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const values[TC_NLEVELS],
 						  const char *pattern);
@@ -112,6 +116,7 @@ typedef enum TcRedisStatus
 extern bool tc_redis_connect(char **errmsg);
 extern bool tc_redis_is_connected(void);
 extern void tc_redis_disconnect(void);
+extern bool tc_redis_last_error_was_timeout(void);
 extern char *tc_redis_settings_signature(void);
 extern TcRedisStatus tc_redis_clear_glob(const char *glob, int64 *deleted,
 										 char **errmsg);

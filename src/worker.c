@@ -264,14 +264,16 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 
 /*
  * Clear one glob.  A connection that Redis or a middlebox closed while it
- * was idle fails its first command: reconnect once and try again.
+ * was idle fails its first command: reconnect once and try again (not after
+ * a timeout: a hung Redis would only make us wait twice).
  */
 static TcRedisStatus
 clear_glob(const char *glob, bool first_of_batch, int64 *deleted, char **err)
 {
 	TcRedisStatus st = tc_redis_clear_glob(glob, deleted, err);
 
-	if (st == TC_REDIS_IO_ERROR && first_of_batch && tc_redis_connect(err))
+	if (st == TC_REDIS_IO_ERROR && first_of_batch &&
+		!tc_redis_last_error_was_timeout() && tc_redis_connect(err))
 		st = tc_redis_clear_glob(glob, deleted, err);
 	return st;
 }

@@ -206,6 +206,21 @@ use Time::HiRes qw(usleep);
 
 my @servers;
 
+# Is the process there?  A daemonized server's exit is reaped by init, which
+# may take its time: a zombie counts as gone.
+sub _alive
+{
+	my ($pid) = @_;
+	return 0 unless kill(0, $pid);
+	if (open my $fh, '<', "/proc/$pid/stat")
+	{
+		my $stat = <$fh> // '';
+		close $fh;
+		return 0 if $stat =~ /^\d+ \(.*\) Z/s;
+	}
+	return 1;
+}
+
 =pod
 
 =head1 TenantCacheTest::Redis
@@ -245,6 +260,22 @@ sub new
 	return $self;
 }
 
+=pod
+
+=item $redis->db($n)
+
+A handle on logical database $n of the same server, for the key commands
+below (cmd, set_keys, exists, keys, ...); start, stop and pause belong to
+the server's own object.
+
+=cut
+
+sub db
+{
+	my ($self, $n) = @_;
+	return bless { %$self, db => $n, is_db_handle => 1 }, ref $self;
+}
+
 sub port { return $_[0]->{port}; }
 sub pid { return $_[0]->{pid}; }
 sub logfile { return $_[0]->{logfile}; }
@@ -261,6 +292,7 @@ saved by stop(save => 1) are loaded again.
 sub start
 {
 	my ($self) = @_;
+	croak "start() on a database handle" if $self->{is_db_handle};
 	croak "Redis on port $self->{port} is already running"
 	  if $self->{pid};
 	unlink $self->{pidfile};
@@ -312,6 +344,7 @@ otherwise with SIGTERM (no snapshot: the next start is empty).
 sub stop
 {
 	my ($self, %opt) = @_;
+	croak "stop() on a database handle" if $self->{is_db_handle};
 	my $pid = $self->{pid};
 	return unless $pid;
 	$self->resume if $self->{paused};
@@ -324,12 +357,12 @@ sub stop
 		unlink "$self->{dir}/dump.rdb";
 		kill 'TERM', $pid;
 	}
-	my $gone = TenantCacheTest::wait_until(sub { !kill(0, $pid) }, 60);
+	my $gone = TenantCacheTest::wait_until(sub { !_alive($pid) }, 60);
 	unless (defined $gone)
 	{
 		diag "Redis pid $pid did not stop; sending SIGKILL";
 		kill 'KILL', $pid;
-		TenantCacheTest::wait_until(sub { !kill(0, $pid) }, 10);
+		TenantCacheTest::wait_until(sub { !_alive($pid) }, 10);
 	}
 	if ($opt{save} && !-s "$self->{dir}/dump.rdb")
 	{
@@ -337,6 +370,22 @@ sub stop
 	}
 	note "Redis pid $pid on port $self->{port} stopped";
 	$self->{pid} = undef;
+	return;
+}
+
+=pod
+
+=item $redis->restart(save => 0)
+
+stop(%opt) then start(), on the same port.
+
+=cut
+
+sub restart
+{
+	my ($self, %opt) = @_;
+	$self->stop(%opt);
+	$self->start;
 	return;
 }
 
@@ -352,6 +401,7 @@ and let it go on with SIGCONT.
 sub pause
 {
 	my ($self) = @_;
+	croak "pause() on a database handle" if $self->{is_db_handle};
 	croak "Redis is not running" unless $self->{pid};
 	kill 'STOP', $self->{pid};
 	$self->{paused} = 1;
@@ -381,6 +431,7 @@ sub _run_cli
 {
 	my ($self, $stdin, @args) = @_;
 	my ($out, $err) = ('', '');
+	unshift @args, '-n', $self->{db} if $self->{db};
 	my $ok = eval {
 		IPC::Run::run(
 			[ 'redis-cli', '-h', '127.0.0.1', '-p', $self->{port}, @args ],
@@ -432,17 +483,25 @@ sub set_keys
 	my %kv = ref $keys[0] eq 'HASH' ? %{ $keys[0] } : map { $_ => '1' } @keys;
 	return unless %kv;
 	my $in = join '', map { _resp('SET', $_, $kv{$_}) } sort(CORE::keys %kv);
+	my $n = scalar(CORE::keys %kv);
+	if ($self->{db})
+	{
+		$in = _resp('SELECT', $self->{db}) . $in;
+		$n++;
+	}
+	# --pipe takes no -n: the stream selects the database itself.
+	local $self->{db} = 0;
 	my ($ok, $out, $err) = $self->_run_cli($in, '--pipe');
 	croak "redis-cli --pipe failed: $err $out"
 	  unless $ok
 	  && $out =~ /errors: 0, replies: (\d+)/
-	  && $1 == scalar(CORE::keys %kv);
+	  && $1 == $n;
 	return;
 }
 
 =pod
 
-=item $redis->exists($key), $redis->count_existing(@keys), $redis->dbsize, $redis->keys($pattern), $redis->flushall
+=item $redis->exists($key), $redis->count_existing(@keys), $redis->dbsize, $redis->keys($pattern), $redis->clients, $redis->flushall
 
 EXISTS of one key (true or false); how many of @keys exist; DBSIZE; the keys
 matching $pattern (default '*'), sorted; FLUSHALL.
@@ -475,6 +534,26 @@ sub keys
 	return sort grep { $_ ne '' } @k;
 }
 
+=pod
+
+=item $redis->clients
+
+CLIENT LIST lines of the connections other than this module's redis-cli
+runs: those last sent a command of ours (CLIENT LIST, KEYS, EXISTS, SET,
+...), which leaves them out even while Redis has not yet noticed that one of
+them closed.  In these tests what remains is the worker's connection.
+
+=cut
+
+sub clients
+{
+	my ($self) = @_;
+	return grep {
+		$_ ne ''
+		  && !/\bcmd=(?:client\|list|keys|exists|set|flushall|dbsize|ping|shutdown)\b/
+	} $self->cmd('CLIENT', 'LIST');
+}
+
 sub flushall
 {
 	my ($self) = @_;
@@ -496,14 +575,14 @@ END
 	foreach my $s (@servers)
 	{
 		my $pid = $s->{pid};
-		next unless $pid && kill(0, $pid);
+		next unless $pid && _alive($pid);
 		kill 'CONT', $pid;
 		kill 'TERM', $pid;
-		for (my $i = 0; $i < 100 && kill(0, $pid); $i++)
+		for (my $i = 0; $i < 100 && _alive($pid); $i++)
 		{
 			usleep(100_000);
 		}
-		kill 'KILL', $pid if kill(0, $pid);
+		kill 'KILL', $pid if _alive($pid);
 		$s->{pid} = undef;
 	}
 	$? = $exit_code;
