@@ -49,6 +49,11 @@ SELECT tenant_cache.glob_for('a*b*c*d*e*f*g*h*');
 SELECT tenant_cache.glob_for('a*b*c*d*e*f*g*h*i*');
 SELECT tenant_cache.register_dependency('People', ARRAY['a*b*c*d*e*f*g*h*i*']);
 SELECT tenant_cache.check_pattern('fine:pattern');
+SELECT tenant_cache.glob_for('foo[*');
+SELECT tenant_cache.glob_for('foo[ab\]');
+SELECT tenant_cache.glob_for('a[bc]*');
+SELECT tenant_cache.glob_for('a[*]');
+SELECT tenant_cache.glob_for('a\[b*');
 SELECT tenant_cache.glob_for('odd\');
 SELECT tenant_cache.glob_for('even\\');
 

@@ -16,6 +16,8 @@
 
 #include "mb/pg_wchar.h"
 
+#include "globmatch.h"
+
 #include "tenant_cache.h"
 
 typedef enum TcPartKind
@@ -63,15 +65,16 @@ is_glob_special(char c)
 	return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
 }
 
+/* Append value with Redis glob metacharacters escaped (globmatch.c, fuzzed). */
 void
 tc_append_escaped(StringInfo buf, const char *value)
 {
-	for (const char *p = value; *p; p++)
-	{
-		if (is_glob_special(*p))
-			appendStringInfoChar(buf, '\\');
-		appendStringInfoChar(buf, *p);
-	}
+	size_t		len = strlen(value);
+	size_t		need = tc_glob_escaped_len(value, len);
+
+	enlargeStringInfo(buf, need);
+	buf->len += tc_glob_escape(buf->data + buf->len, value, len);
+	buf->data[buf->len] = '\0';
 }
 
 /* Length of the placeholder at s, with its kind; 0 when s starts none. */
@@ -217,18 +220,33 @@ tc_key_format_generation(void)
 	return key_format_gen;
 }
 
-/* Does buf end with a wildcard "*" (one not escaped by a backslash)? */
+/*
+ * Does buf (from start) end with a wildcard "*"?  Not when that "*" is
+ * escaped or a member of a bracket class ("[*]"), and never after an
+ * unclosed class.  Only saves a redundant "*".
+ */
 static bool
 ends_with_wildcard(StringInfo buf, int start)
 {
-	int			i = buf->len - 1;
-	int			backslashes = 0;
+	bool		star = false;
 
-	if (i < start || buf->data[i] != '*')
-		return false;
-	while (i - 1 - backslashes >= start && buf->data[i - 1 - backslashes] == '\\')
-		backslashes++;
-	return backslashes % 2 == 0;
+	for (int i = start; i < buf->len; i++)
+	{
+		star = false;
+		if (buf->data[i] == '\\')
+			i++;
+		else if (buf->data[i] == '[')
+		{
+			for (i++; i < buf->len && buf->data[i] != ']'; i++)
+				if (buf->data[i] == '\\')
+					i++;
+			if (i >= buf->len)
+				return false;
+		}
+		else if (buf->data[i] == '*')
+			star = true;
+	}
+	return star;
 }
 
 /*
@@ -312,14 +330,15 @@ tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 /*
  * Rules for patterns written by administrators (globs by design): not empty,
  * bounded length, a bounded number of "*" (Redis' matcher backtracks on
- * each), and no unpaired trailing backslash (it would escape the "*" that
- * follows every pattern).
+ * each), no unpaired trailing backslash and no unclosed "[" (either would
+ * swallow the "*" that follows every pattern).
  */
 void
 tc_check_pattern(const char *pattern)
 {
 	size_t		len = strlen(pattern);
 	int			stars = 0;
+	bool		in_class = false;
 
 	if (len == 0)
 		ereport(ERROR,
@@ -341,9 +360,19 @@ tc_check_pattern(const char *pattern)
 						 errmsg("pattern must not end with an unpaired backslash"),
 						 errdetail("It would escape the \"*\" appended to every pattern.")));
 		}
+		else if (in_class)
+			in_class = pattern[i] != ']';
+		else if (pattern[i] == '[')
+			in_class = true;
 		else if (pattern[i] == '*')
 			stars++;
 	}
+	if (in_class)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("pattern has an unclosed \"[\""),
+				 errdetail("Redis would read the rest of the pattern, and the \"*\" appended to it, as one character class."),
+				 errhint("Close the class with \"]\", or escape the bracket as \"\\[\".")));
 	if (stars > TC_MAX_PATTERN_STARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

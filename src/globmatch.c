@@ -17,11 +17,14 @@
  *
  *	- lengths are size_t and the result is bool;
  *	- Redis relies on the pattern being an sds string, so that the byte just
- *	  past its end is a NUL; it reads that byte in three places ("pattern[1]"
- *	  after a '*', "*pattern" after the string is used up, and "pattern[0]"
- *	  in a bracket class that reached the end).  Here those reads are replaced
- *	  by length checks with the same outcome (a NUL is neither '*', '\\' nor
- *	  ']'), so the pattern need not be NUL-terminated;
+ *	  past its end is a NUL; it reads that byte in four places ("pattern[1]"
+ *	  after a '*', "pattern[0]" when looking for '^' after a '[' and when a
+ *	  bracket class reaches the end, "*pattern" after the string is used
+ *	  up).  Here those reads are replaced by length checks with the same
+ *	  outcome (a NUL is none of '*', '^', '\\' and ']'), so the pattern need
+ *	  not be NUL-terminated;
+ *	- the fall-through from case '\\' to the default case is written out
+ *	  (same_char()), so that no compiler warns about it;
  *	- tolower() is redis_tolower() below, which reproduces what glibc's
  *	  tolower() returns in the "C" locale (Redis never sets LC_CTYPE), so the
  *	  result does not depend on the locale of the process we are linked into.
@@ -125,7 +128,7 @@ tc_glob_is_literal(const char *pattern, size_t plen)
  * letters are folded, and (because glibc's table also covers negative
  * "signed char" values) -128..-2 map to 128..254, while -1 is EOF and stays
  * -1.  This matters in nocase ranges with bytes >= 0x80: Redis folds the
- * range ends after ordering them, so [\x80-z] matches nothing without case.
+ * range ends after ordering them, so with nocase [\x80-z] matches nothing.
  */
 static inline int
 redis_tolower(int c)
@@ -135,6 +138,15 @@ redis_tolower(int c)
 	if (c >= -128 && c <= -2)
 		return c + 256;
 	return c;
+}
+
+/* The default case of Redis' matcher: one literal byte. */
+static inline bool
+same_char(char p, char s, bool nocase)
+{
+	if (!nocase)
+		return p == s;
+	return redis_tolower((int) p) == redis_tolower((int) s);
 }
 
 /* Redis 7.0 stringmatchlen_impl(), see the file header. */
@@ -282,19 +294,15 @@ stringmatchlen_impl(const char *pattern, size_t patternLen,
 					pattern++;
 					patternLen--;
 				}
-				/* fall through */
+				/* Redis falls through to the default case here. */
+				if (!same_char(pattern[0], string[0], nocase))
+					return false;	/* no match */
+				string++;
+				stringLen--;
+				break;
 			default:
-				if (!nocase)
-				{
-					if (pattern[0] != string[0])
-						return false;	/* no match */
-				}
-				else
-				{
-					if (redis_tolower((int) pattern[0]) !=
-						redis_tolower((int) string[0]))
-						return false;	/* no match */
-				}
+				if (!same_char(pattern[0], string[0], nocase))
+					return false;	/* no match */
 				string++;
 				stringLen--;
 				break;

@@ -13,7 +13,7 @@
 set -euo pipefail
 
 seed=${1:-${TC_DIFF_SEED:-20240601}}
-nkeys=${2:-3000}
+nkeys=${2:-4000}
 npatterns=${3:-400}
 CC=${CC:-clang}
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
@@ -24,8 +24,14 @@ repo=$(cd "$here/../.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tc_redis_diff.XXXXXX")
 port=
 redis_pid=
+child=
 
+# shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
+	if [[ -n $child ]]; then
+		kill "$child" 2>/dev/null || true
+		wait "$child" 2>/dev/null || true
+	fi
 	if [[ -n $port ]]; then
 		"$REDIS_CLI" -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 || true
 	fi
@@ -52,7 +58,7 @@ port_in_use() {
 }
 
 # Start a scratch server on a free port; retry on a lost race for the port.
-for attempt in $(seq 20); do
+for _ in $(seq 20); do
 	candidate=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
 	port_in_use "$candidate" && continue
 	rm -f "$tmp/redis.pid"
@@ -89,8 +95,12 @@ if [[ -z $port ]]; then
 fi
 echo "redis_diff: $("$REDIS_SERVER" --version | cut -d' ' -f1-3) on 127.0.0.1:$port, seed $seed"
 
+# In the background, so that a signal runs the cleanup trap at once.
 set +e
-"$tmp/redis_diff" "$port" "$seed" "$nkeys" "$npatterns"
+"$tmp/redis_diff" "$port" "$seed" "$nkeys" "$npatterns" &
+child=$!
+wait "$child"
 rc=$?
+child=
 set -e
 exit "$rc"
