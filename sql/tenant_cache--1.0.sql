@@ -79,13 +79,17 @@ CREATE TABLE tenant_cache.pending (
     enqueued_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
     attempts        integer NOT NULL DEFAULT 0,
     last_error      text,
-    next_attempt_at timestamptz
+    next_attempt_at timestamptz,
+    applied_at      timestamptz     -- set when applied once and waiting for
+                                    -- its repeat (tenant_cache.repeat_after_ms)
 );
 COMMENT ON TABLE tenant_cache.pending IS
     'Invalidation queue; read it through the view tenant_cache.queue';
+-- Commits look up a waiting twin of each glob (hash: globs can be long).
+CREATE INDEX pending_glob_idx ON tenant_cache.pending USING hash (glob);
 
 CREATE VIEW tenant_cache.queue AS
-    SELECT id, glob, enqueued_at, attempts, last_error, next_attempt_at
+    SELECT id, glob, enqueued_at, attempts, last_error, next_attempt_at, applied_at
     FROM tenant_cache.pending;
 COMMENT ON VIEW tenant_cache.queue IS
     'Invalidations committed and not yet applied to Redis';
@@ -209,7 +213,8 @@ CREATE FUNCTION tenant_cache.watch_table(
     tbl regclass, model text,
     tenant_column name DEFAULT 'tenant_id',
     client_column name DEFAULT NULL,
-    bu_column name DEFAULT NULL)
+    bu_column name DEFAULT NULL,
+    fire_on_replica boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -271,7 +276,20 @@ BEGIN
         EXECUTE format('CREATE TRIGGER zz_tenant_cache_truncate AFTER TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)',
                        part, args);
+        -- Rows applied by a logical replication subscription fire only
+        -- triggers enabled ALWAYS (or REPLICA).
+        IF fire_on_replica THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_truncate', part);
+            IF part <> tbl THEN
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_row', part);
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_insert', part);
+            END IF;
+        END IF;
     END LOOP;
+    IF fire_on_replica THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_row', tbl);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_insert', tbl);
+    END IF;
 
     IF NOT EXISTS (SELECT 1 FROM tenant_cache.dependency d WHERE d.model = watch_table.model) THEN
         RAISE NOTICE 'model "%" has no registered dependencies yet', watch_table.model
@@ -279,7 +297,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name) IS
+COMMENT ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean) IS
     'Install the invalidation triggers on a table, mapping it to a model and its tenant, client and bu columns';
 
 CREATE FUNCTION tenant_cache.unwatch_table(tbl regclass)
@@ -327,7 +345,7 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT DISTINCT t.tgrelid::regclass AS rel, a
+        SELECT DISTINCT t.tgrelid::regclass AS rel, a, t.tgenabled
         FROM pg_event_trigger_ddl_commands() AS c
         CROSS JOIN LATERAL (SELECT c.objid AS relid
                             UNION SELECT relid FROM pg_partition_tree(c.objid)) AS tree
@@ -344,6 +362,9 @@ BEGIN
             EXECUTE format('CREATE TRIGGER zz_tenant_cache_truncate AFTER TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION tenant_cache.invalidate_trigger(%L, %L, %L, %L)',
                            r.rel, r.a[1], r.a[2], r.a[3], r.a[4]);
+            IF r.tgenabled = 'A' THEN
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_truncate', r.rel);
+            END IF;
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'tenant_cache could not watch TRUNCATE on new partition %: %', r.rel, SQLERRM
                 USING HINT = 'Call tenant_cache.unwatch_table() and tenant_cache.watch_table() on its parent.';

@@ -121,9 +121,23 @@ BEGIN READ ONLY;
 SELECT tenant_cache.invalidate_pattern('dashboard');
 ROLLBACK;
 
--- Each committed transaction queues its own entries (the worker applies
--- each; dedup is per transaction).
+-- A later transaction repeating a glob that still waits in the queue adds
+-- no row (the waiting one, not yet started, covers both commits): while
+-- Redis is down the queue holds one row per glob.
 UPDATE people SET name = 'one' WHERE id = 1;
 UPDATE people SET name = 'two' WHERE id = 1;
+INSERT INTO people VALUES (6001, 1, 2, 3, 'three');
 SELECT glob, count(*) FROM tenant_cache.queue GROUP BY glob ORDER BY glob;
+-- A row being applied (locked by the worker) or applied once and waiting
+-- for its repeat is no twin: the glob is queued again.
+BEGIN;
+SELECT glob FROM tenant_cache.pending
+WHERE glob = 'tenant:1:client:*:bu:*:dashboard:metrics*' FOR UPDATE;
+\! psql -X -q -d contrib_regression -c "UPDATE people SET name = 'four' WHERE id = 1"
+COMMIT;
+UPDATE tenant_cache.pending SET applied_at = now()
+WHERE glob = 'tenant:1:client:2:bu:*:dropdown:people*';
+UPDATE people SET name = 'five' WHERE id = 1;
+SELECT glob, count(*), count(applied_at) AS applied FROM tenant_cache.queue
+GROUP BY glob ORDER BY glob;
 TRUNCATE tenant_cache.pending;

@@ -125,6 +125,7 @@ UPDATE eventlog SET tenant_id = 2 WHERE id = 1;
 :q
 DELETE FROM eventlog_2 WHERE id = 2;
 :q
+-- (the second TRUNCATE's globs still wait in the queue: no new rows)
 TRUNCATE eventlog_1;
 TRUNCATE eventlog_2;
 :q

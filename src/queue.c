@@ -10,6 +10,8 @@
  * parent.  At PRE_COMMIT (and PRE_PREPARE, for two-phase commit) the set is
  * inserted into tenant_cache.pending with one statement, as part of the
  * writing transaction: nothing for a rollback, nothing lost after a commit.
+ * A glob whose twin is still waiting in the queue is not added again (the
+ * twin is locked until commit instead), so an outage leaves one row per glob.
  * At COMMIT the worker's latch is set.  The structure follows the transaction
  * callbacks of contrib/postgres_fdw/connection.c.
  *
@@ -295,9 +297,21 @@ flush_to_queue(void)
 		Oid			argtype = TEXTARRAYOID;
 		SPIPlanPtr	plan;
 
-		plan = SPI_prepare("INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-						   "SELECT g, pg_catalog.clock_timestamp() "
-						   "FROM pg_catalog.unnest($1) AS g",
+		/*
+		 * A twin still waiting (not being applied: that one is locked by the
+		 * worker, and skipped) already covers the glob: lock it until this
+		 * transaction ends, so the worker cannot start it before our commit,
+		 * instead of adding a row.  No statement here ever waits.
+		 */
+		plan = SPI_prepare("WITH g AS (SELECT DISTINCT x AS glob FROM pg_catalog.unnest($1) AS x), "
+						   "twins AS (SELECT p.glob FROM tenant_cache.pending p JOIN g "
+						   "            ON p.glob OPERATOR(pg_catalog.=) g.glob "
+						   "          WHERE p.applied_at IS NULL "
+						   "          FOR UPDATE OF p SKIP LOCKED) "
+						   "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+						   "SELECT g.glob, pg_catalog.clock_timestamp() FROM g "
+						   "WHERE NOT EXISTS (SELECT 1 FROM twins "
+						   "                  WHERE twins.glob OPERATOR(pg_catalog.=) g.glob)",
 						   1, &argtype);
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

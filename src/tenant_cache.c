@@ -39,6 +39,8 @@ int			tc_batch_size = 500;
 int			tc_poll_interval_ms = 1000;
 int			tc_scan_count = 1000;
 int			tc_max_retry_interval_ms = 30000;
+int			tc_repeat_after_ms = 0;
+int			tc_debug_pause_before_commit_ms = 0;
 
 #define TC_DEFAULT_KEY_FORMAT "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
 
@@ -241,6 +243,15 @@ define_settings(void)
 			   &tc_scan_count, 1000, 1, 1000000, 0);
 	define_int("tenant_cache.max_retry_interval_ms", gettext_noop("Cap of the retry backoff while Redis fails."),
 			   &tc_max_retry_interval_ms, 30000, 100, 24 * 3600 * 1000, GUC_UNIT_MS);
+
+	define_int("tenant_cache.repeat_after_ms",
+			   gettext_noop("Apply each glob once more this long after it was applied; 0 disables."),
+			   &tc_repeat_after_ms, 0, 0, 3600 * 1000, GUC_UNIT_MS);
+	DefineCustomIntVariable("tenant_cache.debug_pause_before_commit_ms",
+							gettext_noop("Testing only: the worker waits this long between applying a batch and committing it."),
+							NULL, &tc_debug_pause_before_commit_ms, 0, 0, 600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("tenant_cache");
 }

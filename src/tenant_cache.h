@@ -36,6 +36,8 @@ extern int	tc_batch_size;
 extern int	tc_poll_interval_ms;
 extern int	tc_scan_count;
 extern int	tc_max_retry_interval_ms;
+extern int	tc_repeat_after_ms;
+extern int	tc_debug_pause_before_commit_ms;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
 extern void tc_wake_worker(void);

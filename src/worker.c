@@ -42,7 +42,18 @@ typedef struct QueueRow
 	int64		id;
 	char	   *glob;
 	int			attempts;
+	bool		applied;		/* applied once, this is its repeat */
 } QueueRow;
+
+/*
+ * Batches are taken in id order from just after the previous batch, so a
+ * sustained backlog is walked once even while an old snapshot keeps deleted
+ * rows from being vacuumed; a pass from the start (which finds entries that
+ * committed late with a lower id, and due retries) follows every short
+ * batch, and at least every poll_interval_ms.
+ */
+static int64 scan_after_id = 0;
+static TimestampTz last_full_pass = 0;
 
 /*
  * Redis health, for backoff and for logging state changes only: the first
@@ -191,15 +202,24 @@ compare_rows(const void *a, const void *b)
 static int
 fetch_batch(QueueRow **rows)
 {
-	Oid			argtypes[1] = {INT4OID};
-	Datum		args[1] = {Int32GetDatum(tc_batch_size)};
+	Oid			argtypes[2] = {INT4OID, INT8OID};
+	Datum		args[2];
+	TimestampTz now = GetCurrentTimestamp();
 	int			n;
 
-	if (SPI_execute_with_args("SELECT id, glob, attempts FROM tenant_cache.pending "
-							  "WHERE next_attempt_at IS NULL "
-							  "   OR next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+	if (TimestampDifferenceExceeds(last_full_pass, now, tc_poll_interval_ms))
+		scan_after_id = 0;
+	if (scan_after_id == 0)
+		last_full_pass = now;
+	args[0] = Int32GetDatum(tc_batch_size);
+	args[1] = Int64GetDatum(scan_after_id);
+	if (SPI_execute_with_args("SELECT id, glob, attempts, applied_at IS NOT NULL "
+							  "FROM tenant_cache.pending "
+							  "WHERE id OPERATOR(pg_catalog.>) $2 "
+							  "  AND (next_attempt_at IS NULL "
+							  "       OR next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()) "
 							  "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not read tenant_cache.pending");
 	n = SPI_processed;
 	*rows = palloc(sizeof(QueueRow) * Max(n, 1));
@@ -212,32 +232,55 @@ fetch_batch(QueueRow **rows)
 		(*rows)[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		(*rows)[i].glob = SPI_getvalue(tup, desc, 2);
 		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		(*rows)[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 	}
+	/* Rows come in id order: continue after the last, or start over. */
+	scan_after_id = n == tc_batch_size ? (*rows)[n - 1].id : 0;
 	qsort(*rows, n, sizeof(QueueRow), compare_rows);
 	return n;
 }
 
+/* The ids of rows[from..to), all of them or only those (not) applied before. */
 static Datum
-ids_array(QueueRow *rows, int from, int to)
+ids_array(QueueRow *rows, int from, int to, int applied)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(to - from, 1));
+	int			n = 0;
 
 	for (int i = from; i < to; i++)
-		ids[i - from] = Int64GetDatum(rows[i].id);
-	return PointerGetDatum(construct_array(ids, to - from, INT8OID, 8,
+		if (applied < 0 || rows[i].applied == (applied > 0))
+			ids[n++] = Int64GetDatum(rows[i].id);
+	return PointerGetDatum(construct_array(ids, n, INT8OID, 8,
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
+/*
+ * A glob was applied: its rows go, except that with repeat_after_ms the
+ * rows applied for the first time stay, marked, until their repeat is due.
+ */
 static void
-delete_rows(QueueRow *rows, int from, int to)
+finish_rows(QueueRow *rows, int from, int to)
 {
-	Oid			argtypes[1] = {INT8ARRAYOID};
-	Datum		args[1] = {ids_array(rows, from, to)};
+	Oid			argtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+	Datum		args[2];
+	bool		repeat = tc_repeat_after_ms > 0;
 
+	args[0] = ids_array(rows, from, to, repeat ? 1 : -1);
 	if (SPI_execute_with_args("DELETE FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not delete from tenant_cache.pending");
+	if (!repeat)
+		return;
+	args[0] = ids_array(rows, from, to, 0);
+	args[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  tc_repeat_after_ms));
+	if (SPI_execute_with_args("UPDATE tenant_cache.pending "
+							  "SET applied_at = pg_catalog.clock_timestamp(), next_attempt_at = $2, "
+							  "    attempts = 0, last_error = NULL "
+							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update tenant_cache.pending");
 }
 
 /* Keep the rows, note the error, schedule the next attempt. */
@@ -250,7 +293,7 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 
 	for (int i = from; i < to; i++)
 		attempts = Max(attempts, rows[i].attempts + 1);
-	args[0] = ids_array(rows, from, to);
+	args[0] = ids_array(rows, from, to, -1);
 	args[1] = CStringGetTextDatum(err);
 	args[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  backoff_ms(attempts)));
@@ -283,8 +326,9 @@ clear_glob(const char *glob, bool first_of_batch, int64 *deleted, char **err)
  * command fails only its glob; a lost connection fails its glob and leaves
  * the rest of the batch untouched for the next attempt, and so does running
  * past the batch's time limit (so no transaction stays open for long).
+ * Returns false when it stopped early.
  */
-static void
+static bool
 apply_batch(QueueRow *rows, int n)
 {
 	TimestampTz start = GetCurrentTimestamp();
@@ -303,7 +347,7 @@ apply_batch(QueueRow *rows, int n)
 		st = clear_glob(rows[i].glob, i == 0, &deleted, &err);
 		if (st == TC_REDIS_OK)
 		{
-			delete_rows(rows, i, j);
+			finish_rows(rows, i, j);
 			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"",
 				 (long long) deleted, rows[i].glob);
@@ -314,14 +358,15 @@ apply_batch(QueueRow *rows, int n)
 			if (st == TC_REDIS_IO_ERROR)
 			{
 				note_redis_failure("lost its connection to", err);
-				break;
+				return false;
 			}
 		}
 		i = j;
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   TC_BATCH_TIME_LIMIT_MS))
-			break;
+		if (i < n && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+												TC_BATCH_TIME_LIMIT_MS))
+			return false;
 	}
+	return true;
 }
 
 /*
@@ -343,8 +388,14 @@ process_batch(void)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		n = fetch_batch(&rows);
-		if (n > 0)
-			apply_batch(rows, n);
+		if (n > 0 && !apply_batch(rows, n))
+			scan_after_id = 0;	/* the rest of the batch is due again */
+		if (n > 0 && tc_debug_pause_before_commit_ms > 0)
+		{
+			/* Testing only: a window between Redis and the commit. */
+			pgstat_report_activity(STATE_RUNNING, "debug pause before commit");
+			wait_for(tc_debug_pause_before_commit_ms);
+		}
 		SPI_finish();
 	}
 	PopActiveSnapshot();
