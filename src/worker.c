@@ -107,6 +107,21 @@ wait_for(long timeout_ms)
 	CHECK_FOR_INTERRUPTS();
 }
 
+/*
+ * Testing only: a window between applying a batch and committing it, that
+ * commits waking the worker do not shorten (SIGTERM still ends it).
+ */
+static void
+debug_pause(int ms)
+{
+	TimestampTz end = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	long		left;
+
+	pgstat_report_activity(STATE_RUNNING, "debug pause before commit");
+	while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end)) > 0)
+		wait_for(left);
+}
+
 static void
 reload_settings(void)
 {
@@ -391,11 +406,7 @@ process_batch(void)
 		if (n > 0 && !apply_batch(rows, n))
 			scan_after_id = 0;	/* the rest of the batch is due again */
 		if (n > 0 && tc_debug_pause_before_commit_ms > 0)
-		{
-			/* Testing only: a window between Redis and the commit. */
-			pgstat_report_activity(STATE_RUNNING, "debug pause before commit");
-			wait_for(tc_debug_pause_before_commit_ms);
-		}
+			debug_pause(tc_debug_pause_before_commit_ms);
 		SPI_finish();
 	}
 	PopActiveSnapshot();
