@@ -141,3 +141,16 @@ UPDATE people SET name = 'five' WHERE id = 1;
 SELECT glob, count(*), count(applied_at) AS applied FROM tenant_cache.queue
 GROUP BY glob ORDER BY glob;
 TRUNCATE tenant_cache.pending;
+-- Twins are reused only by READ COMMITTED commits: a prepared transaction
+-- would hold the twin locked until it is finished, and a transaction
+-- snapshot could make locking it fail the commit.  Those add their own row.
+UPDATE people SET name = 'waiting' WHERE id = 1;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+UPDATE people SET name = 'rr' WHERE id = 1;
+COMMIT;
+BEGIN;
+UPDATE people SET name = 'prepared' WHERE id = 1;
+PREPARE TRANSACTION 'tc_twin';
+COMMIT PREPARED 'tc_twin';
+SELECT glob, count(*) FROM tenant_cache.queue GROUP BY glob ORDER BY glob;
+TRUNCATE tenant_cache.pending;

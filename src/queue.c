@@ -11,7 +11,8 @@
  * inserted into tenant_cache.pending with one statement, as part of the
  * writing transaction: nothing for a rollback, nothing lost after a commit.
  * A glob whose twin is still waiting in the queue is not added again (the
- * twin is locked until commit instead), so an outage leaves one row per glob.
+ * twin is locked until commit instead), so an outage leaves one row per glob
+ * (READ COMMITTED commits; see flush_to_queue).
  * At COMMIT the worker's latch is set.  The structure follows the transaction
  * callbacks of contrib/postgres_fdw/connection.c.
  *
@@ -71,7 +72,7 @@ static uint64 seen_values_gen = 0;	/* dependency cache generation ... */
 static uint64 seen_values_kfgen = 0;	/* ... and key format it assumes */
 static bool flushed = false;	/* this transaction's set was written */
 static bool wake_at_commit = false;
-static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_plans[2];	/* [dedup] */
 
 static StringInfo
 scratch(int which)
@@ -271,10 +272,56 @@ globs_as_array(int *count)
  * writer needs no privilege on schema tenant_cache.  Every name is
  * schema-qualified, so the writer's search_path cannot redirect it.
  */
+static SPIPlanPtr
+prepare_insert(bool dedup)
+{
+	Oid			argtype = TEXTARRAYOID;
+	SPIPlanPtr	plan;
+
+	if (dedup)
+		/*
+		 * A twin still waiting (not being applied: that one is locked by the
+		 * worker, and skipped) already covers the glob: lock it until this
+		 * transaction ends, so the worker cannot start it before our commit,
+		 * instead of adding a row.  No statement here ever waits.
+		 */
+		plan = SPI_prepare("WITH g AS (SELECT DISTINCT x AS glob FROM pg_catalog.unnest($1) AS x), "
+						   "twins AS (SELECT p.glob FROM tenant_cache.pending p JOIN g "
+						   "            ON p.glob OPERATOR(pg_catalog.=) g.glob "
+						   "          WHERE p.applied_at IS NULL "
+						   "          FOR UPDATE OF p SKIP LOCKED) "
+						   "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+						   "SELECT g.glob, pg_catalog.clock_timestamp() FROM g "
+						   "WHERE NOT EXISTS (SELECT 1 FROM twins "
+						   "                  WHERE twins.glob OPERATOR(pg_catalog.=) g.glob)",
+						   1, &argtype);
+	else
+		plan = SPI_prepare("INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+						   "SELECT g, pg_catalog.clock_timestamp() "
+						   "FROM pg_catalog.unnest($1) AS g",
+						   1, &argtype);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/*
+ * Write the transaction's globs to the queue table, as the table's owner: a
+ * writer needs no privilege on schema tenant_cache.  Every name is
+ * schema-qualified, so the writer's search_path cannot redirect it.
+ *
+ * Twins are reused only at a READ COMMITTED commit.  Not at PREPARE: the
+ * prepared transaction would keep the twin locked, and so hold back an
+ * earlier commit's invalidation, until it is finished (maybe never).  Not
+ * with a transaction snapshot: locking a twin the worker has since retried
+ * or deleted would fail the commit with a serialization error.
+ */
 static void
-flush_to_queue(void)
+flush_to_queue(bool preparing)
 {
 	Oid			relid = tc_catalog_relid(TC_QUEUE_TABLE, false);
+	bool		dedup = !preparing && !IsolationUsesXactSnapshot();
 	Oid			save_userid;
 	int			save_sec;
 	int			count;
@@ -292,33 +339,9 @@ flush_to_queue(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (insert_plan == NULL)
-	{
-		Oid			argtype = TEXTARRAYOID;
-		SPIPlanPtr	plan;
-
-		/*
-		 * A twin still waiting (not being applied: that one is locked by the
-		 * worker, and skipped) already covers the glob: lock it until this
-		 * transaction ends, so the worker cannot start it before our commit,
-		 * instead of adding a row.  No statement here ever waits.
-		 */
-		plan = SPI_prepare("WITH g AS (SELECT DISTINCT x AS glob FROM pg_catalog.unnest($1) AS x), "
-						   "twins AS (SELECT p.glob FROM tenant_cache.pending p JOIN g "
-						   "            ON p.glob OPERATOR(pg_catalog.=) g.glob "
-						   "          WHERE p.applied_at IS NULL "
-						   "          FOR UPDATE OF p SKIP LOCKED) "
-						   "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-						   "SELECT g.glob, pg_catalog.clock_timestamp() FROM g "
-						   "WHERE NOT EXISTS (SELECT 1 FROM twins "
-						   "                  WHERE twins.glob OPERATOR(pg_catalog.=) g.glob)",
-						   1, &argtype);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		insert_plan = plan;
-	}
-	rc = SPI_execute_plan(insert_plan, &arg, NULL, false, 0);
+	if (insert_plans[dedup] == NULL)
+		insert_plans[dedup] = prepare_insert(dedup);
+	rc = SPI_execute_plan(insert_plans[dedup], &arg, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue cache invalidations: %s",
 			 SPI_result_code_string(rc));
@@ -336,7 +359,7 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			if (xact_cxt != NULL)
-				flush_to_queue();
+				flush_to_queue(event == XACT_EVENT_PRE_PREPARE);
 			reset_xact_state();
 			flushed = true;
 			break;

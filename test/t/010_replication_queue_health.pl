@@ -23,6 +23,7 @@ use lib "$FindBin::RealBin/../lib";
 use TenantCacheTest;
 
 my $burst = $ENV{TC_QUEUE_BURST} // 5000;
+my $drain_timeout = 120 + $burst / 500;
 
 my $redis = TenantCacheTest::Redis->new(name => 'sub');
 
@@ -103,7 +104,7 @@ sub drain_rate
 	my $queued = queue_count($sub);
 	my $t0 = time;
 	$redis->resume;
-	my $drained = wait_until(sub { queue_count($sub) == 0 }, 120);
+	my $drained = wait_until(sub { queue_count($sub) == 0 }, $drain_timeout);
 	ok(defined $drained, "$label: $queued queued invalidations drained");
 	my $rate = defined $drained ? $queued / (time - $t0) : 0;
 	diag(sprintf('%s: %d invalidations written in %.2f s, drained at %.0f/s',
