@@ -59,12 +59,6 @@ static const struct
 	{"{pattern}", TC_PART_PATTERN},
 };
 
-static inline bool
-is_glob_special(char c)
-{
-	return c == '*' || c == '?' || c == '[' || c == ']' || c == '\\';
-}
-
 /* Append value with Redis glob metacharacters escaped (globmatch.c, fuzzed). */
 void
 tc_append_escaped(StringInfo buf, const char *value)
@@ -146,13 +140,13 @@ tc_parse_key_format(const char *format, char **errmsg)
 		/* Literal run up to the next brace, stored escaped. */
 		parts[nparts].kind = TC_PART_LITERAL;
 		parts[nparts++].text = (const char *) (uintptr_t) used;
-		while (*p && *p != '{' && *p != '}')
 		{
-			if (is_glob_special(*p))
-				escaped[used++] = '\\';
-			escaped[used++] = *p++;
+			size_t		run = strcspn(p, "{}");
+
+			used += tc_glob_escape(escaped + used, p, run);
+			escaped[used++] = '\0';
+			p += run;
 		}
-		escaped[used++] = '\0';
 	}
 	if (!seen[TC_PART_TENANT] || !seen[TC_PART_PATTERN])
 	{
@@ -257,8 +251,8 @@ ends_with_wildcard(StringInfo buf, int start)
  * can never be confused (the glob fixes every character up to the next
  * separator), so that is the rule, enforced here for every glob built.
  */
-void
-tc_check_value(const TcKeyFormat *kf, int level, const char *value)
+static void
+check_value(const TcKeyFormat *kf, int level, const char *value)
 {
 	char		sep = kf->separator[level];
 
@@ -284,7 +278,7 @@ append_value(StringInfo buf, const TcKeyFormat *kf, int level, const char *value
 			appendStringInfoChar(buf, '*');
 		return;
 	}
-	tc_check_value(kf, level, value);
+	check_value(kf, level, value);
 	tc_append_escaped(buf, value);
 }
 

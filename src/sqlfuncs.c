@@ -55,7 +55,8 @@ tc_check_pattern_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-static void
+/* Build the call's glob into buf; returns the (checked) pattern. */
+static char *
 build_call_glob(StringInfo buf, FunctionCallInfo fcinfo)
 {
 	char	   *pattern = checked_pattern(fcinfo);
@@ -64,6 +65,7 @@ build_call_glob(StringInfo buf, FunctionCallInfo fcinfo)
 	for (int level = 0; level < TC_NLEVELS; level++)
 		values[level] = text_arg_or_null(fcinfo, level + 1);
 	tc_build_glob(buf, tc_current_key_format(), values, pattern);
+	return pattern;
 }
 
 /*
@@ -76,15 +78,16 @@ tc_invalidate_pattern(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
 	bool		force = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	char	   *pattern;
 
 	initStringInfo(&buf);
-	build_call_glob(&buf, fcinfo);
+	pattern = build_call_glob(&buf, fcinfo);
 	if (!force && PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3) &&
-		tc_pattern_matches_everything(text_arg_or_null(fcinfo, 0)))
+		tc_pattern_matches_everything(pattern))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pattern \"%s\" would clear every cached key of every tenant",
-						text_arg_or_null(fcinfo, 0)),
+						pattern),
 				 errhint("Name a tenant, a more specific pattern, or pass force => true.")));
 	tc_check_can_queue();
 	tc_queue_glob(buf.data);

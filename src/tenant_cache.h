@@ -65,7 +65,6 @@ extern const TcKeyFormat *tc_current_key_format(void);
 extern void tc_set_current_key_format(TcKeyFormat *kf);
 extern uint64 tc_key_format_generation(void);
 extern void tc_append_escaped(StringInfo buf, const char *value);
-extern void tc_check_value(const TcKeyFormat *kf, int level, const char *value);
 extern void tc_check_pattern(const char *pattern);
 extern bool tc_pattern_matches_everything(const char *pattern);
 extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,

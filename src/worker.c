@@ -61,6 +61,7 @@ static TimestampTz last_full_pass = 0;
  * after it a LOG line, so an outage does not flood the log.
  */
 static bool redis_ok = true;
+static int	redis_failures = 0;		/* in a row */
 static int	redis_backoff_ms = 0;
 static TimestampTz next_connect_at = 0;
 
@@ -140,7 +141,7 @@ reload_settings(void)
 	if (strcmp(before, after) != 0)
 	{
 		next_connect_at = 0;
-		redis_backoff_ms = 0;
+		redis_failures = 0;
 		redis_ok = true;
 	}
 	pfree(before);
@@ -150,8 +151,7 @@ reload_settings(void)
 static void
 note_redis_failure(const char *what, const char *err)
 {
-	redis_backoff_ms = redis_backoff_ms == 0 ? TC_MIN_BACKOFF_MS :
-		Min(redis_backoff_ms * 2, tc_max_retry_interval_ms);
+	redis_backoff_ms = backoff_ms(++redis_failures);
 	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  redis_backoff_ms);
 	ereport(redis_ok ? WARNING : DEBUG1,
@@ -170,7 +170,7 @@ note_redis_success(void)
 				(errmsg("tenant_cache worker: Redis at %s:%d works again",
 						tc_redis_host, tc_redis_port)));
 	redis_ok = true;
-	redis_backoff_ms = 0;
+	redis_failures = 0;
 }
 
 /* Connect if needed, not before the backoff allows; false: wait *wait_ms. */
