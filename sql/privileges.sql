@@ -1,8 +1,8 @@
 -- Least privilege: writers need no rights on tenant_cache; administration
 \set SHOW_CONTEXT never
 -- needs them.
-\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
-TRUNCATE tenant_cache.pending;
+\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending, tenant_cache.inbox;'
+TRUNCATE tenant_cache.pending, tenant_cache.inbox;
 CREATE ROLE regress_tc_writer LOGIN;
 CREATE ROLE regress_tc_ops;
 GRANT SELECT, UPDATE, INSERT, DELETE ON people TO regress_tc_writer;
@@ -34,7 +34,7 @@ SET ROLE regress_tc_updater;
 UPDATE people SET name = 'updater';
 RESET ROLE;
 SELECT count(*) > 0 AS queued FROM tenant_cache.queue;
-TRUNCATE tenant_cache.pending;
+TRUNCATE tenant_cache.pending, tenant_cache.inbox;
 
 -- Any role can still create tables (the event trigger that watches new
 -- partitions runs as the extension owner and never gets in the way).

@@ -85,12 +85,28 @@ CREATE TABLE tenant_cache.pending (
 );
 COMMENT ON TABLE tenant_cache.pending IS
     'Invalidation queue; read it through the view tenant_cache.queue';
--- Commits look up a waiting twin of each glob (hash: globs can be long).
+-- The worker looks up a waiting twin of each glob (hash: globs can be long).
 CREATE INDEX pending_glob_idx ON tenant_cache.pending USING hash (glob);
+
+-- Each committing transaction appends one row with all its globs (one heap
+-- insert, no index, no lookup: writers never wait on each other or on the
+-- worker).  The worker moves the rows into tenant_cache.pending, keeping one
+-- waiting entry per glob, and deletes them.
+CREATE TABLE tenant_cache.inbox (
+    globs       text[] NOT NULL,
+    enqueued_at timestamptz NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 10000);
+-- Deletes by the worker must not fail under a FOR ALL TABLES publication.
+ALTER TABLE tenant_cache.inbox REPLICA IDENTITY FULL;
+COMMENT ON TABLE tenant_cache.inbox IS
+    'Globs of committed transactions not yet moved into tenant_cache.pending by the worker';
 
 CREATE VIEW tenant_cache.queue AS
     SELECT id, glob, enqueued_at, attempts, last_error, next_attempt_at, applied_at
-    FROM tenant_cache.pending;
+    FROM tenant_cache.pending
+    UNION ALL
+    SELECT NULL::bigint, g.glob, i.enqueued_at, 0, NULL::text, NULL::timestamptz, NULL::timestamptz
+    FROM tenant_cache.inbox AS i CROSS JOIN LATERAL pg_catalog.unnest(i.globs) AS g(glob);
 COMMENT ON VIEW tenant_cache.queue IS
     'Invalidations committed and not yet applied to Redis';
 

@@ -1,7 +1,7 @@
 -- What each kind of write queues (tables and dependencies from api.sql).
 \set SHOW_CONTEXT never
 -- :q shows the committed queue and empties it for the next step.
-\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
+\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending, tenant_cache.inbox;'
 
 SELECT model, pattern, scope FROM tenant_cache.dependencies ORDER BY 1, 2;
 

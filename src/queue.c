@@ -8,11 +8,9 @@
  * that added any: a rolled-back savepoint drops its frame's globs (so that a
  * later identical write queues them again), a released one hands them to its
  * parent.  At PRE_COMMIT (and PRE_PREPARE, for two-phase commit) the set is
- * inserted into tenant_cache.pending with one statement, as part of the
- * writing transaction: nothing for a rollback, nothing lost after a commit.
- * A glob whose twin is still waiting in the queue is not added again (the
- * twin is locked until commit instead), so an outage leaves one row per glob
- * (READ COMMITTED commits; see flush_to_queue).
+ * appended to tenant_cache.inbox as one row, as part of the writing
+ * transaction: nothing for a rollback, nothing lost after a commit.  The
+ * worker folds inbox rows into one waiting entry per glob (absorb.c).
  * At COMMIT the worker's latch is set.  The structure follows the transaction
  * callbacks of contrib/postgres_fdw/connection.c.
  *
@@ -20,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_class.h"
@@ -33,6 +33,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "tenant_cache.h"
 
@@ -72,7 +73,7 @@ static uint64 seen_values_gen = 0;	/* dependency cache generation ... */
 static uint64 seen_values_kfgen = 0;	/* ... and key format it assumes */
 static bool flushed = false;	/* this transaction's set was written */
 static bool wake_at_commit = false;
-static SPIPlanPtr insert_plans[2];	/* [dedup] */
+static BlockNumber inbox_block = InvalidBlockNumber;	/* written at commit */
 
 static StringInfo
 scratch(int which)
@@ -268,69 +269,53 @@ globs_as_array(int *count)
 }
 
 /*
- * Write the transaction's globs to the queue table, as the table's owner: a
- * writer needs no privilege on schema tenant_cache.  Every name is
- * schema-qualified, so the writer's search_path cannot redirect it.
+ * Append the transaction's globs to tenant_cache.inbox as one row, with a
+ * plain heap insert: no executor, no index, no lookup of other rows, so
+ * concurrent writers never touch the same tuple and never wait.  The worker
+ * folds the rows into tenant_cache.pending, one entry per waiting glob.
+ * The table is the extension's own; its shape is checked, not trusted.
  */
-static SPIPlanPtr
-prepare_insert(bool dedup)
+static void
+append_to_inbox(Oid relid, Datum globs_array)
 {
-	Oid			argtype = TEXTARRAYOID;
-	SPIPlanPtr	plan;
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	HeapTuple	tuple;
 
-	if (dedup)
-		/*
-		 * A twin still waiting (not being applied: that one is locked by the
-		 * worker, and skipped) already covers the glob: lock it until this
-		 * transaction ends, so the worker cannot start it before our commit,
-		 * instead of adding a row.  No statement here ever waits.
-		 */
-		plan = SPI_prepare("WITH g AS (SELECT DISTINCT x AS glob FROM pg_catalog.unnest($1) AS x), "
-						   "twins AS (SELECT p.glob FROM tenant_cache.pending p JOIN g "
-						   "            ON p.glob OPERATOR(pg_catalog.=) g.glob "
-						   "          WHERE p.applied_at IS NULL "
-						   "          FOR UPDATE OF p SKIP LOCKED) "
-						   "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-						   "SELECT g.glob, pg_catalog.clock_timestamp() FROM g "
-						   "WHERE NOT EXISTS (SELECT 1 FROM twins "
-						   "                  WHERE twins.glob OPERATOR(pg_catalog.=) g.glob)",
-						   1, &argtype);
-	else
-		plan = SPI_prepare("INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-						   "SELECT g, pg_catalog.clock_timestamp() "
-						   "FROM pg_catalog.unnest($1) AS g",
-						   1, &argtype);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
+		desc->natts != 2 ||
+		TupleDescAttr(desc, 0)->atttypid != TEXTARRAYOID ||
+		TupleDescAttr(desc, 1)->atttypid != TIMESTAMPTZOID ||
+		TupleDescAttr(desc, 0)->attisdropped || TupleDescAttr(desc, 1)->attisdropped)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table tenant_cache.inbox has been altered"),
+				 errdetail("It must have exactly the columns (globs text[], enqueued_at timestamptz) and no index."),
+				 errhint("Reinstall the extension: DROP EXTENSION tenant_cache; CREATE EXTENSION tenant_cache.")));
+	values[0] = globs_array;
+	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
+	tuple = heap_form_tuple(desc, values, nulls);
+	simple_heap_insert(rel, tuple);
+	inbox_block = ItemPointerGetBlockNumber(&tuple->t_self);
+	heap_freetuple(tuple);
+	table_close(rel, NoLock);
 }
 
 /*
- * Write the transaction's globs to the queue table, as the table's owner: a
- * writer needs no privilege on schema tenant_cache.  Every name is
- * schema-qualified, so the writer's search_path cannot redirect it.
- *
- * Twins are reused only at a READ COMMITTED commit.  Not at PREPARE: the
- * prepared transaction would keep the twin locked, and so hold back an
- * earlier commit's invalidation, until it is finished (maybe never).  Not
- * with a transaction snapshot: locking a twin the worker has since retried
- * or deleted would fail the commit with a serialization error.
+ * A database still at extension version 1.0 (ALTER EXTENSION ... UPDATE not
+ * yet run) has no inbox: insert into tenant_cache.pending as 1.0 did, as the
+ * table's owner, every name schema-qualified.
  */
 static void
-flush_to_queue(bool preparing)
+insert_into_pending(Oid relid, Datum globs_array)
 {
-	Oid			relid = tc_catalog_relid(TC_QUEUE_TABLE, false);
-	bool		dedup = !preparing && !IsolationUsesXactSnapshot();
+	static SPIPlanPtr plan = NULL;
+	Oid			argtype = TEXTARRAYOID;
 	Oid			save_userid;
 	int			save_sec;
-	int			count;
-	Datum		arg;
 	int			rc;
-
-	arg = globs_as_array(&count);
-	if (count == 0)
-		return;
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(queue_table_owner(relid),
@@ -339,15 +324,43 @@ flush_to_queue(bool preparing)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (insert_plans[dedup] == NULL)
-		insert_plans[dedup] = prepare_insert(dedup);
-	rc = SPI_execute_plan(insert_plans[dedup], &arg, NULL, false, 0);
+	if (plan == NULL)
+	{
+		plan = SPI_prepare("INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+						   "SELECT g, pg_catalog.clock_timestamp() "
+						   "FROM pg_catalog.unnest($1) AS g",
+						   1, &argtype);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+	}
+	rc = SPI_execute_plan(plan, &globs_array, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "could not queue cache invalidations: %s",
 			 SPI_result_code_string(rc));
 	SPI_finish();
 	PopActiveSnapshot();
 	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/*
+ * Write the transaction's globs to the durable queue, as part of the
+ * transaction: nothing for a rollback, nothing lost after a commit.
+ */
+static void
+flush_to_queue(void)
+{
+	Oid			inbox = tc_catalog_relid(TC_INBOX_TABLE, true);
+	int			count;
+	Datum		arg;
+
+	arg = globs_as_array(&count);
+	if (count == 0)
+		return;
+	if (OidIsValid(inbox))
+		append_to_inbox(inbox, arg);
+	else
+		insert_into_pending(tc_catalog_relid(TC_QUEUE_TABLE, false), arg);
 	wake_at_commit = true;
 }
 
@@ -359,17 +372,18 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			if (xact_cxt != NULL)
-				flush_to_queue(event == XACT_EVENT_PRE_PREPARE);
+				flush_to_queue();
 			reset_xact_state();
 			flushed = true;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
-				tc_wake_worker();
+				tc_wake_worker(inbox_block);	/* 1.0: Invalid, read all */
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
+			inbox_block = InvalidBlockNumber;
 			flushed = false;
 			reset_xact_state();
 			break;

@@ -49,6 +49,8 @@ typedef struct TcShared
 	slock_t		mutex;
 	Oid			worker_dboid;	/* database the worker drains */
 	Latch	   *worker_latch;	/* NULL while no worker runs */
+	/* Inbox blocks written by commits since the worker last looked */
+	TcInboxBlocks inbox;
 } TcShared;
 
 static TcShared *tc_shared = NULL;
@@ -79,17 +81,42 @@ tc_shmem_startup(void)
 		SpinLockInit(&tc_shared->mutex);
 		tc_shared->worker_dboid = InvalidOid;
 		tc_shared->worker_latch = NULL;
+		memset(&tc_shared->inbox, 0, sizeof(TcInboxBlocks));
+		tc_shared->inbox.min = InvalidBlockNumber;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/* Under the mutex: note an inbox block written (InvalidBlockNumber: all). */
+static void
+note_inbox_block(TcInboxBlocks *inbox, BlockNumber block)
+{
+	if (block == InvalidBlockNumber)
+	{
+		inbox->overflow = true;
+		inbox->min = 0;
+		return;
+	}
+	inbox->min = Min(inbox->min, block);
+	for (int i = 0; i < inbox->n; i++)
+		if (inbox->blocks[i] == block)
+			return;
+	if (inbox->n < TC_INBOX_BLOCK_SLOTS)
+		inbox->blocks[inbox->n++] = block;
+	else
+		inbox->overflow = true;
+}
+
 /*
- * Wake the worker after a commit that queued invalidations.  Cheap when the
- * library was not preloaded (no shared memory: the worker polls) and when
- * this database is not the one the worker drains.
+ * Wake the worker after a commit that queued invalidations, telling it the
+ * inbox block the commit wrote (InvalidBlockNumber: unknown, read them all)
+ * so that it reads only the blocks written since it last looked.  The
+ * commit is visible by now, so the worker's next snapshot sees the row.
+ * Cheap when the library was not preloaded (no shared memory: the worker
+ * polls) and when this database is not the one the worker drains.
  */
 void
-tc_wake_worker(void)
+tc_wake_worker(BlockNumber inbox_block)
 {
 	Latch	   *latch = NULL;
 
@@ -97,10 +124,24 @@ tc_wake_worker(void)
 		return;
 	SpinLockAcquire(&tc_shared->mutex);
 	if (tc_shared->worker_dboid == MyDatabaseId)
+	{
 		latch = tc_shared->worker_latch;
+		note_inbox_block(&tc_shared->inbox, inbox_block);
+	}
 	SpinLockRelease(&tc_shared->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
+}
+
+/* The worker: the inbox blocks written since the last call. */
+void
+tc_take_inbox_blocks(TcInboxBlocks *out)
+{
+	SpinLockAcquire(&tc_shared->mutex);
+	*out = tc_shared->inbox;
+	memset(&tc_shared->inbox, 0, sizeof(TcInboxBlocks));
+	tc_shared->inbox.min = InvalidBlockNumber;
+	SpinLockRelease(&tc_shared->mutex);
 }
 
 static void
@@ -146,7 +187,7 @@ tc_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
-		tc_wake_worker();
+		tc_wake_worker(InvalidBlockNumber);	/* its inbox block is not known here */
 }
 
 static bool

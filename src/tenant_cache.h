@@ -15,9 +15,12 @@
 
 #include "postgres.h"
 #include "lib/stringinfo.h"
+#include "storage/block.h"
+#include "executor/spi.h"
 
 #define TC_SCHEMA			"tenant_cache"
 #define TC_QUEUE_TABLE		"pending"
+#define TC_INBOX_TABLE		"inbox"
 #define TC_DEP_TABLE		"dependency"
 #define TC_MAX_PATTERN_LEN	1024
 #define TC_MAX_PATTERN_STARS 8
@@ -40,7 +43,18 @@ extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
-extern void tc_wake_worker(void);
+/* Inbox blocks written by commits since the worker last read the inbox. */
+#define TC_INBOX_BLOCK_SLOTS 8
+typedef struct TcInboxBlocks
+{
+	int			n;
+	BlockNumber blocks[TC_INBOX_BLOCK_SLOTS];
+	bool		overflow;		/* more than fit: read from min on */
+	BlockNumber min;
+} TcInboxBlocks;
+
+extern void tc_wake_worker(BlockNumber inbox_block);
+extern void tc_take_inbox_blocks(TcInboxBlocks *out);
 extern void tc_worker_attach(void);
 
 /* Dependency scopes, ordered: each level fixes the ones before it. */
@@ -97,12 +111,18 @@ extern int	tc_queue_model_values(const char *model,
 extern bool tc_queue_glob(const char *glob);
 extern void tc_check_can_queue(void);
 
+/* Inbox to queue (absorb.c) */
+extern int	tc_absorb_inbox(void);
+extern void tc_absorb_reset(void);
+
 /* Trigger (trigger.c) */
 extern void tc_trigger_init(void);
 
 /* Worker (worker.c) */
 extern void tc_register_worker(void);
 extern PGDLLEXPORT void tc_worker_main(Datum main_arg);
+extern int	tc_spi_run(SPIPlanPtr *plan, const char *sql, int nargs,
+					   Oid *argtypes, Datum *args, int expected);
 
 
 

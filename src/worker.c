@@ -65,6 +65,19 @@ static int	redis_failures = 0;		/* in a row */
 static int	redis_backoff_ms = 0;
 static TimestampTz next_connect_at = 0;
 
+/* The worker's statements, prepared once (tc_spi_run). */
+static SPIPlanPtr fetch_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+static SPIPlanPtr repeat_plan = NULL;
+static SPIPlanPtr fail_plan = NULL;
+
+/*
+ * Shortest period between the starts of two batches of a busy stream (more
+ * than TC_BUSY_BATCH_ROWS rows, fewer than batch_size), see coalesce_commits.
+ */
+#define TC_MIN_BATCH_PERIOD_MS 5
+#define TC_BUSY_BATCH_ROWS 4
+
 /* Upper bound on the time one batch holds its transaction open. */
 #define TC_BATCH_TIME_LIMIT_MS 2000
 
@@ -121,6 +134,25 @@ debug_pause(int ms)
 	pgstat_report_activity(STATE_RUNNING, "debug pause before commit");
 	while ((left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), end)) > 0)
 		wait_for(left);
+}
+
+/*
+ * Under a stream of commits each one would start a batch of its own, and
+ * the worker would spend a core on tiny batches.  After a batch of a busy
+ * stream, let TC_MIN_BATCH_PERIOD_MS pass since it began before the next,
+ * so that commits arriving meanwhile share it; a quiet stream (a commit now
+ * and then) is applied at once.  Latches set meanwhile are not lost: the
+ * next batch reads all that committed.
+ */
+static void
+coalesce_commits(TimestampTz batch_start)
+{
+	long		left = TC_MIN_BATCH_PERIOD_MS -
+		TimestampDifferenceMilliseconds(batch_start, GetCurrentTimestamp());
+
+	if (left > 0)
+		pg_usleep(left * 1000L);	/* a signal (SIGTERM) ends it early */
+	CHECK_FOR_INTERRUPTS();
 }
 
 static void
@@ -202,6 +234,33 @@ ensure_redis(long *wait_ms)
 	return false;
 }
 
+/*
+ * Run one of the worker's statements with a plan prepared once and kept
+ * (each batch runs the same few statements; planning them every time cost
+ * more than running them).  *plan caches the plan.
+ */
+int
+tc_spi_run(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+		   Datum *args, int expected)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	rc = SPI_execute_plan(*plan, args, NULL, false, 0);
+	if (rc != expected)
+		elog(ERROR, "statement \"%s\" failed: %s", sql, SPI_result_code_string(rc));
+	return rc;
+}
+
 static int
 compare_rows(const void *a, const void *b)
 {
@@ -228,14 +287,13 @@ fetch_batch(QueueRow **rows)
 		last_full_pass = now;
 	args[0] = Int32GetDatum(tc_batch_size);
 	args[1] = Int64GetDatum(scan_after_id);
-	if (SPI_execute_with_args("SELECT id, glob, attempts, applied_at IS NOT NULL "
+	tc_spi_run(&fetch_plan, "SELECT id, glob, attempts, applied_at IS NOT NULL "
 							  "FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.>) $2 "
 							  "  AND (next_attempt_at IS NULL "
 							  "       OR next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp()) "
 							  "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read tenant_cache.pending");
+			   2, argtypes, args, SPI_OK_SELECT);
 	n = SPI_processed;
 	*rows = palloc(sizeof(QueueRow) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -281,21 +339,19 @@ finish_rows(QueueRow *rows, int from, int to)
 	bool		repeat = tc_repeat_after_ms > 0;
 
 	args[0] = ids_array(rows, from, to, repeat ? 1 : -1);
-	if (SPI_execute_with_args("DELETE FROM tenant_cache.pending "
+	tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not delete from tenant_cache.pending");
+			   1, argtypes, args, SPI_OK_DELETE);
 	if (!repeat)
 		return;
 	args[0] = ids_array(rows, from, to, 0);
 	args[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  tc_repeat_after_ms));
-	if (SPI_execute_with_args("UPDATE tenant_cache.pending "
+	tc_spi_run(&repeat_plan, "UPDATE tenant_cache.pending "
 							  "SET applied_at = pg_catalog.clock_timestamp(), next_attempt_at = $2, "
 							  "    attempts = 0, last_error = NULL "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							  2, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update tenant_cache.pending");
+			   2, argtypes, args, SPI_OK_UPDATE);
 }
 
 /* Keep the rows, note the error, schedule the next attempt. */
@@ -312,12 +368,11 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 	args[1] = CStringGetTextDatum(err);
 	args[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  backoff_ms(attempts)));
-	if (SPI_execute_with_args("UPDATE tenant_cache.pending "
+	tc_spi_run(&fail_plan, "UPDATE tenant_cache.pending "
 							  "SET attempts = attempts OPERATOR(pg_catalog.+) 1, "
 							  "    last_error = $2, next_attempt_at = $3 "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							  3, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update tenant_cache.pending");
+			   3, argtypes, args, SPI_OK_UPDATE);
 }
 
 /*
@@ -385,14 +440,16 @@ apply_batch(QueueRow *rows, int n)
 }
 
 /*
- * One transaction: take a batch and apply it.  Returns the number of rows
- * taken, or -1 when the extension is not installed in this database.
+ * One transaction: fold the inbox into the queue, take a batch and apply
+ * it.  Returns the number of rows taken, or -1 when the extension is not
+ * installed in this database.
  */
 static int
 process_batch(void)
 {
 	QueueRow   *rows;
 	int			n = -1;
+	int			absorbed = 0;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -402,6 +459,7 @@ process_batch(void)
 		pgstat_report_activity(STATE_RUNNING, "draining tenant_cache queue");
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		absorbed = tc_absorb_inbox();
 		n = fetch_batch(&rows);
 		if (n > 0 && !apply_batch(rows, n))
 			scan_after_id = 0;	/* the rest of the batch is due again */
@@ -413,7 +471,7 @@ process_batch(void)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return n;
+	return n < 0 ? n : n + absorbed;
 }
 
 static bool
@@ -452,12 +510,15 @@ tc_worker_main(Datum main_arg)
 	 */
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
+		/* Callbacks of the frames we jumped out of (say, SPI's) are gone. */
+		error_context_stack = NULL;
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		tc_redis_disconnect();
+		tc_absorb_reset();
 		RESUME_INTERRUPTS();
 		ext_missing = true;
 		wait_for(Min(tc_poll_interval_ms * 5, tc_max_retry_interval_ms));
@@ -468,6 +529,7 @@ tc_worker_main(Datum main_arg)
 	{
 		long		wait_ms = tc_poll_interval_ms;
 		int			taken;
+		TimestampTz cycle_start;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -489,11 +551,16 @@ tc_worker_main(Datum main_arg)
 			wait_for(wait_ms);
 			continue;
 		}
+		cycle_start = GetCurrentTimestamp();
 		taken = process_batch();
 		ext_missing = taken < 0;
 		/* More may be waiting, or a wake-up was consumed during Redis I/O. */
 		if (taken > 0)
+		{
+			if (taken > TC_BUSY_BATCH_ROWS && taken < tc_batch_size)
+				coalesce_commits(cycle_start);
 			continue;
+		}
 		if (!ext_missing)
 			wait_for(tc_poll_interval_ms);
 	}

@@ -1,0 +1,257 @@
+/*-------------------------------------------------------------------------
+ *
+ * absorb.c
+ *		Fold the inbox (one row per committed transaction) into the queue
+ *		(one waiting entry per glob).
+ *
+ * Writers append their transaction's globs to tenant_cache.inbox with one
+ * heap insert (queue.c).  The worker, in its batch transaction, reads inbox
+ * rows, adds each glob to tenant_cache.pending unless a twin is already
+ * waiting there (not applied yet, so it will be applied after this commit
+ * anyway), and deletes the rows it read.  Only the worker writes pending, so
+ * this needs no locking; a transaction committing meanwhile is read by the
+ * next pass.  Redis plays no part: an outage still leaves one entry per glob.
+ *
+ * A pass reads only the blocks that commits wrote since the last pass, so
+ * deleted rows that cannot be vacuumed yet (an old snapshot holds them) are
+ * not read again and again.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "storage/bufmgr.h"
+#include "storage/itemptr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "tenant_cache.h"
+
+/* Inbox rows read per pass; each may hold many globs. */
+#define TC_ABSORB_ROWS 5000
+
+/* Distinct globs of one pass, with the earliest commit that queued each. */
+typedef struct GlobEntry
+{
+	char	   *glob;
+	uint32		hash;
+	char		status;
+	TimestampTz enqueued_at;
+} GlobEntry;
+
+#define SH_PREFIX globmap
+#define SH_ELEMENT_TYPE GlobEntry
+#define SH_KEY_TYPE char *
+#define SH_KEY glob
+#define SH_HASH_KEY(tb, k) hash_bytes((const unsigned char *) (k), strlen(k))
+#define SH_EQUAL(tb, a, b) (strcmp(a, b) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * What a pass reads: the blocks that commits wrote since the last pass
+ * (they tell the worker through shared memory when they wake it, see
+ * tenant_cache.c), and the rest of a pass that hit its row limit.  A pass
+ * over the whole inbox runs when the worker starts, after an error, when
+ * too many blocks were written to list them, and every TC_FULL_PASS_POLLS
+ * poll intervals as a safety net.
+ */
+#define TC_FULL_PASS_POLLS 10
+static BlockNumber resume_block = InvalidBlockNumber;
+static TimestampTz last_full_pass = 0;
+static SPIPlanPtr read_plan = NULL;
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr delete_plan = NULL;
+
+/* Rows read by one pass. */
+typedef struct AbsorbPass
+{
+	globmap_hash *map;			/* distinct globs */
+	Datum	   *ctids;			/* of the rows read */
+	int			nrows;
+	int			cap;
+} AbsorbPass;
+
+/* After an error: what the failed pass took from committers is lost. */
+void
+tc_absorb_reset(void)
+{
+	resume_block = InvalidBlockNumber;
+	last_full_pass = 0;
+}
+
+/* Collect the globs and ctids of the rows SPI just read. */
+static void
+collect_rows(AbsorbPass *pass)
+{
+	uint64		n = SPI_processed;
+
+	if (pass->nrows + n > pass->cap)
+	{
+		pass->cap = Max(pass->cap * 2, pass->nrows + (int) n);
+		pass->ctids = repalloc(pass->ctids, sizeof(Datum) * pass->cap);
+	}
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		ArrayType  *arr;
+		Datum	   *elems;
+		bool	   *elemnulls;
+		int			nelems;
+		TimestampTz at;
+
+		pass->ctids[pass->nrows++] = SPI_getbinval(tup, desc, 1, &isnull);
+		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
+		at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &elemnulls, &nelems);
+		for (int j = 0; j < nelems; j++)
+		{
+			GlobEntry  *e;
+			bool		found;
+
+			if (elemnulls[j])
+				continue;
+			e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
+			if (!found || at < e->enqueued_at)
+				e->enqueued_at = at;
+		}
+	}
+}
+
+/*
+ * Read the rows of blocks [from, to), at most limit of them (0: all);
+ * returns the block of the last row when the limit was hit, else
+ * InvalidBlockNumber.
+ */
+static BlockNumber
+read_blocks(AbsorbPass *pass, BlockNumber from, BlockNumber to, int limit)
+{
+	Oid			argtypes[3] = {TIDOID, TIDOID, INT4OID};
+	Datum		args[3];
+	ItemPointerData lo;
+	ItemPointerData hi;
+	bool		isnull;
+	uint64		n;
+
+	ItemPointerSetBlockNumber(&lo, from);
+	ItemPointerSetOffsetNumber(&lo, 0);
+	ItemPointerSetBlockNumber(&hi, to);
+	ItemPointerSetOffsetNumber(&hi, 0);
+	args[0] = PointerGetDatum(&lo);
+	args[1] = PointerGetDatum(&hi);
+	args[2] = Int32GetDatum(limit > 0 ? limit : PG_INT32_MAX);
+	tc_spi_run(&read_plan, "SELECT ctid, globs, enqueued_at FROM tenant_cache.inbox "
+			   "WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 "
+			   "LIMIT $3",
+			   3, argtypes, args, SPI_OK_SELECT);
+	n = SPI_processed;
+	collect_rows(pass);
+	if (limit > 0 && n == (uint64) limit)
+		/* Rows come in block order: the pass resumes at the last one's. */
+		return ItemPointerGetBlockNumber((ItemPointer) DatumGetPointer(
+			SPI_getbinval(SPI_tuptable->vals[n - 1], SPI_tuptable->tupdesc, 1, &isnull)));
+	return InvalidBlockNumber;
+}
+
+/* Read what this pass must read (see the comment above resume_block). */
+static void
+read_pass(AbsorbPass *pass)
+{
+	TcInboxBlocks written;
+	BlockNumber from = resume_block;
+	TimestampTz now = GetCurrentTimestamp();
+
+	tc_take_inbox_blocks(&written);
+	if (TimestampDifferenceExceeds(last_full_pass, now,
+								   tc_poll_interval_ms * TC_FULL_PASS_POLLS))
+	{
+		last_full_pass = now;
+		from = 0;
+	}
+	else if (written.overflow)
+		from = Min(from, written.min);
+	else
+	{
+		for (int i = 0; i < written.n; i++)
+			if (from == InvalidBlockNumber || written.blocks[i] < from)
+				read_blocks(pass, written.blocks[i], written.blocks[i] + 1, 0);
+	}
+	if (from != InvalidBlockNumber)
+		resume_block = read_blocks(pass, from, InvalidBlockNumber, TC_ABSORB_ROWS);
+}
+
+/* Add the globs that have no waiting twin to tenant_cache.pending. */
+static void
+add_to_pending(globmap_hash *map)
+{
+	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[2];
+	Datum	   *globs = palloc(sizeof(Datum) * Max(map->members, 1));
+	Datum	   *times = palloc(sizeof(Datum) * Max(map->members, 1));
+	globmap_iterator it;
+	GlobEntry  *e;
+	int			n = 0;
+
+	globmap_start_iterate(map, &it);
+	while ((e = globmap_iterate(map, &it)) != NULL)
+	{
+		globs[n] = CStringGetTextDatum(e->glob);
+		times[n] = TimestampTzGetDatum(e->enqueued_at);
+		n++;
+	}
+	args[0] = PointerGetDatum(construct_array(globs, n, TEXTOID, -1, false,
+											  TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8,
+											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	tc_spi_run(&insert_plan, "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
+							  "SELECT g.glob, g.at "
+							  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS g(glob, at) "
+							  "WHERE NOT EXISTS (SELECT 1 FROM tenant_cache.pending p "
+							  "                  WHERE p.glob OPERATOR(pg_catalog.=) g.glob "
+							  "                    AND p.applied_at IS NULL)",
+			   2, argtypes, args, SPI_OK_INSERT);
+}
+
+/*
+ * One pass, inside the caller's transaction and SPI connection.  Returns
+ * the number of inbox rows folded into the queue.
+ */
+int
+tc_absorb_inbox(void)
+{
+	Oid			argtype = TIDARRAYOID;
+	AbsorbPass	pass;
+	Datum		arg;
+
+	if (!OidIsValid(tc_catalog_relid(TC_INBOX_TABLE, true)))
+		return 0;				/* extension still at version 1.0 */
+	pass.map = globmap_create(CurrentMemoryContext, 256, NULL);
+	pass.cap = 64;
+	pass.ctids = palloc(sizeof(Datum) * pass.cap);
+	pass.nrows = 0;
+	read_pass(&pass);
+	if (pass.nrows == 0)
+		return 0;
+	add_to_pending(pass.map);
+	arg = PointerGetDatum(construct_array(pass.ctids, pass.nrows, TIDOID,
+										  sizeof(ItemPointerData), false,
+										  TYPALIGN_SHORT));
+	tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.inbox "
+			   "WHERE ctid OPERATOR(pg_catalog.=) ANY ($1)",
+			   1, &argtype, &arg, SPI_OK_DELETE);
+	return pass.nrows;
+}
