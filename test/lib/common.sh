@@ -1,10 +1,11 @@
-# Shared by test/run and test/demo: install what a fresh Debian bookworm
-# machine lacks, build tenant_cache in a tree the postgres user can write,
-# and install it.  Sourced, not run.
+# Shared by test/run, test/demo and test/django/run: install what a fresh
+# Debian bookworm machine lacks, build tenant_cache in a tree the postgres
+# user can write, and install it.  Sourced, not run.
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server
-          redis-tools libipc-run-perl make gcc clang-14 libclang-rt-14-dev"
+          redis-tools libipc-run-perl make gcc clang-14 libclang-rt-14-dev
+          python3-django python3-django-redis python3-psycopg2"
 
 require_root() {
     if [ "$(id -u)" -ne 0 ]; then
