@@ -474,6 +474,33 @@ process_batch(void)
 	return n < 0 ? n : n + absorbed;
 }
 
+/*
+ * While Redis cannot be reached: a transaction that only folds the inbox
+ * into the queue, so that an outage leaves one entry per glob.  Returns the
+ * number of inbox rows folded.
+ */
+static int
+absorb_only(void)
+{
+	int			n = 0;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(tc_catalog_relid(TC_QUEUE_TABLE, true)))
+	{
+		pgstat_report_activity(STATE_RUNNING, "folding tenant_cache inbox into the queue");
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		n = tc_absorb_inbox();
+		SPI_finish();
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return n;
+}
+
 static bool
 extension_installed(void)
 {
@@ -548,7 +575,13 @@ tc_worker_main(Datum main_arg)
 		missing_logged = false;
 		if (!ensure_redis(&wait_ms))
 		{
-			wait_for(wait_ms);
+			/* Redis or not, commits fold into one queue entry per glob. */
+			cycle_start = GetCurrentTimestamp();
+			taken = absorb_only();
+			if (taken == 0)
+				wait_for(wait_ms);
+			else if (taken > TC_BUSY_BATCH_ROWS)
+				coalesce_commits(cycle_start);
 			continue;
 		}
 		cycle_start = GetCurrentTimestamp();

@@ -43,7 +43,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(tc_node wait_until worker_pid queue_rows queue_count
-  psql_timed);
+  psql_timed wait_absorbed);
 
 =pod
 
@@ -140,6 +140,19 @@ sub queue_count
 	my ($node) = @_;
 	return $node->safe_psql('postgres',
 		'SELECT count(*) FROM tenant_cache.queue');
+}
+
+# Commits append to tenant_cache.inbox; the worker folds those rows into one
+# queue entry per glob (also while Redis is down).  Wait until it has.
+sub wait_absorbed
+{
+	my ($node, $timeout) = @_;
+	return wait_until(
+		sub {
+			$node->safe_psql('postgres',
+				'SELECT NOT EXISTS (SELECT 1 FROM tenant_cache.inbox)') eq 't';
+		},
+		$timeout // 10);
 }
 
 sub queue_rows

@@ -200,10 +200,8 @@ subtest 'every commit succeeds while Redis is down' => sub {
 my $ratio = $down_rate / $up_rate;
 diag sprintf('write rate with Redis up: %.0f rows/s, down: %.0f rows/s, ratio %.2f',
 	$up_rate, $down_rate, $ratio);
-# Writers never contact Redis, so the rate is expected to stay of the same
-# order (measured between 0.6 and 1.5 on a busy 2-core machine: during the
-# outage the worker is idle, but each commit locks the waiting twins of its
-# globs instead of inserting rows).  This is not a benchmark: the bound is
+# Writers never contact Redis or the queue's other rows (one inbox insert
+# per commit), so the rate is expected to stay the same.  This is not a benchmark: the bound is
 # generous on purpose, so that only a real regression (commits waiting on
 # Redis or on the worker, or work growing with the queue) breaks it, not a
 # noisy machine; the figure is printed above.
@@ -211,6 +209,7 @@ cmp_ok($ratio, '>=', 0.25,
 	'the write rate with Redis down is at least a quarter of the rate with Redis up');
 
 subtest 'the queue holds every written glob, once' => sub {
+	ok(defined wait_absorbed($node), 'the worker folded the commits into the queue');
 	my @rows = queue_rows($node);
 	my %per_glob;
 	$per_glob{ $_->{glob} }++ foreach @rows;

@@ -126,6 +126,7 @@ subtest 'invalidations pile up on the primary and replicate' => sub {
 			my $t = 1 + $_ % 5;
 			"INSERT INTO people (tenant_id, client_id, bu_id, name) VALUES ($t, $_, 1, 'w');\n"
 		} 1 .. 50));
+	ok(defined wait_absorbed($primary), 'the worker folded the commits into the queue');
 	my @rows = queue_rows($primary);
 	my %globs = map { $_->{glob} => 1 } @rows;
 	cmp_ok(scalar(@rows), '>', 0, 'the primary\'s queue holds the invalidations');
