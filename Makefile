@@ -1,8 +1,9 @@
 # tenant_cache: PGXS build, pg_regress and TAP tests.
 EXTENSION = tenant_cache
 MODULE_big = tenant_cache
-OBJS = src/tenant_cache.o src/glob.o src/globmatch.o src/depcache.o \
-	src/queue.o src/trigger.o src/sqlfuncs.o src/redis.o src/worker.o
+OBJS = src/tenant_cache.o src/glob.o src/globmatch.o src/globset.o \
+	src/depcache.o src/queue.o src/trigger.o src/sqlfuncs.o src/redis.o \
+	src/apply.o src/worker.o
 DATA = sql/tenant_cache--1.0.sql sql/tenant_cache--1.1.sql \
 	sql/tenant_cache--1.0--1.1.sql
 PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"

@@ -38,6 +38,7 @@ extern int	tc_scan_count;
 extern int	tc_max_retry_interval_ms;
 extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
+extern bool tc_merge_scans;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
 extern void tc_wake_worker(void);
@@ -119,7 +120,33 @@ extern bool tc_redis_is_connected(void);
 extern void tc_redis_disconnect(void);
 extern bool tc_redis_last_error_was_timeout(void);
 extern char *tc_redis_settings_signature(void);
-extern TcRedisStatus tc_redis_clear_glob(const char *glob, int64 *deleted,
-										 char **errmsg);
+
+/* Pipelined commands (redis.c): append, then one exchange of replies. */
+struct redisReply;
+extern bool tc_redis_append_argv(int argc, const char **argv, const size_t *lens);
+extern bool tc_redis_append_scan(const char *cursor, const char *match,
+								 size_t matchlen);
+extern TcRedisStatus tc_redis_exchange(int n, struct redisReply **replies,
+									   char **errmsg);
+extern bool tc_redis_error_reply(struct redisReply *reply, const char *what,
+								 char **errmsg);
+extern bool tc_redis_valid_scan_reply(struct redisReply *reply);
+extern TcRedisStatus tc_redis_protocol_error(const char *what, char **errmsg);
+
+/*
+ * Applying a batch of distinct globs to Redis (apply.c).  The worker fills
+ * in glob; tc_apply_globs() fills in the rest.
+ */
+typedef struct TcGlobJob
+{
+	const char *glob;			/* in: a distinct glob of the batch */
+	bool		done;			/* out: false: not attempted, left queued */
+	TcRedisStatus status;		/* out, when done: OK, refused, I/O error */
+	char	   *error;			/* out: why, when status is not OK */
+	int64		deleted;		/* out: keys deleted (see apply.c) */
+	bool		literal;		/* out: a single key, cleared without SCAN */
+} TcGlobJob;
+
+extern bool tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms);
 
 #endif							/* TENANT_CACHE_H */
