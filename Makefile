@@ -11,7 +11,7 @@ PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lhiredis
 
-REGRESS = setup api triggers transactions privileges upgrade
+REGRESS = setup api triggers transactions privileges placeholders upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

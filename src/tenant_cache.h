@@ -66,16 +66,45 @@ extern const TcKeyFormat *tc_current_key_format(void);
 extern void tc_set_current_key_format(TcKeyFormat *kf);
 extern uint64 tc_key_format_generation(void);
 extern void tc_append_escaped(StringInfo buf, const char *value);
+
+/*
+ * A registered pattern, parsed (glob.c): runs of glob text as written, and
+ * placeholders "{column}" replaced by a row's escaped value.  Column
+ * indexes point into a TcColumns list shared by the patterns of a model.
+ */
+typedef struct TcColumns
+{
+	int			n;
+	char	  **names;
+} TcColumns;
+
+typedef struct TcPatternPart
+{
+	const char *text;			/* glob text, or NULL for a placeholder */
+	int			len;
+	int			column;			/* placeholder: index into its TcColumns */
+} TcPatternPart;
+
+typedef struct TcPattern
+{
+	bool		exact;			/* ended in an unescaped "$": no "*" added */
+	int			nparts;
+	TcPatternPart *parts;
+} TcPattern;
+
+extern TcPattern *tc_parse_pattern(const char *pattern, TcColumns *columns);
 extern void tc_check_pattern(const char *pattern);
-extern bool tc_pattern_matches_everything(const char *pattern);
+extern bool tc_pattern_matches_everything(const TcPattern *pattern);
 extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const values[TC_NLEVELS],
-						  const char *pattern);
+						  const TcPattern *pattern,
+						  const char *const *colvals);
 
 /* Dependency cache (depcache.c) */
 typedef struct TcDependency
 {
 	char	   *pattern;
+	TcPattern  *parsed;			/* its placeholders index the model's columns */
 	TcScope		scope;
 } TcDependency;
 
@@ -84,6 +113,7 @@ typedef struct TcModelDeps
 	char		model[256];		/* hash key; length checked by the catalog */
 	int			ndeps;
 	TcDependency *deps;
+	TcColumns	columns;		/* columns named by placeholders of any pattern */
 } TcModelDeps;
 
 extern void tc_depcache_init(void);
@@ -93,8 +123,9 @@ extern Oid	tc_catalog_relid(const char *relname, bool missing_ok);
 
 /* Transaction-local queue (queue.c) */
 extern void tc_queue_init(void);
-extern int	tc_queue_model_values(const char *model,
-								  const char *const values[TC_NLEVELS]);
+extern int	tc_queue_model_values(const TcModelDeps *deps,
+								  const char *const values[TC_NLEVELS],
+								  const char *const *colvals);
 extern bool tc_queue_glob(const char *glob);
 extern void tc_check_can_queue(void);
 
