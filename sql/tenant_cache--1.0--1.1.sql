@@ -31,3 +31,261 @@ CREATE OR REPLACE VIEW tenant_cache.queue AS
     UNION ALL
     SELECT NULL::bigint, g.glob, i.enqueued_at, 0, NULL::text, NULL::timestamptz, NULL::timestamptz
     FROM tenant_cache.inbox AS i CROSS JOIN LATERAL pg_catalog.unnest(i.globs) AS g(glob);
+-- Row placeholders "{column}" and exact patterns ("...$")
+------------------------------------------------------------------------
+CREATE FUNCTION tenant_cache.pattern_columns(pattern text)
+    RETURNS name[] LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'tc_pattern_columns';
+COMMENT ON FUNCTION tenant_cache.pattern_columns(text) IS
+    'The columns named by the placeholders "{column}" of a pattern';
+REVOKE EXECUTE ON FUNCTION tenant_cache.pattern_columns(text) FROM PUBLIC;
+
+-- In 1.0 "{" and a final "$" were plain characters of a pattern; now they
+-- name columns and mark exact patterns.  Refuse to upgrade while a pattern
+-- would name a column that a watched table of its model lacks (every write
+-- to that table would fail), and say which patterns change meaning.
+DO $placeholders$
+DECLARE
+    bad record;
+    n integer;
+BEGIN
+    SELECT d.model, d.pattern, c, w.table_name INTO bad
+    FROM tenant_cache.dependency d
+    CROSS JOIN LATERAL pg_catalog.unnest(tenant_cache.pattern_columns(d.pattern)) AS c
+    JOIN pg_catalog.pg_trigger t
+      ON t.tgname OPERATOR(pg_catalog.=) 'zz_tenant_cache_row'
+     AND t.tgparentid OPERATOR(pg_catalog.=) 0
+     AND t.tgfoid OPERATOR(pg_catalog.=) 'tenant_cache.invalidate_trigger()'::pg_catalog.regprocedure
+     AND (tenant_cache.trigger_arguments(t.tgargs))[1] OPERATOR(pg_catalog.=) d.model
+    CROSS JOIN LATERAL (SELECT t.tgrelid::pg_catalog.regclass AS table_name) AS w
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) t.tgrelid
+                        AND a.attname OPERATOR(pg_catalog.=) c
+                        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pattern "%" of model "%" would name column "%", which watched table "%" lacks',
+            bad.pattern, bad.model, bad.c, bad.table_name
+            USING DETAIL = 'Since version 1.1, "{column}" in a pattern stands for that column of the written row.',
+                  HINT = 'Re-register the pattern with the braces escaped as "\{" and "\}", then update the extension again.';
+    END IF;
+    SELECT pg_catalog.count(*) INTO n FROM tenant_cache.dependency d
+    WHERE pg_catalog.cardinality(tenant_cache.pattern_columns(d.pattern)) OPERATOR(pg_catalog.>) 0
+       OR d.pattern OPERATOR(pg_catalog.~~) '%$';
+    IF n OPERATOR(pg_catalog.>) 0 THEN
+        RAISE NOTICE '% registered patterns now use placeholders "{column}" or end in "$" (exact unless escaped)', n
+            USING HINT = 'See tenant_cache.dependencies; escape a literal "{" or final "$" with a backslash.';
+    END IF;
+END
+$placeholders$;
+
+-- register_dependency: placeholders must name columns of the watched tables.
+CREATE OR REPLACE FUNCTION tenant_cache.register_dependency(
+    model text, patterns text[], scope text DEFAULT 'tenant')
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    changed integer;
+    bad record;
+BEGIN
+    IF register_dependency.model IS NULL OR register_dependency.model = '' THEN
+        RAISE EXCEPTION 'model name must not be empty'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF octet_length(register_dependency.model) > 200 THEN
+        RAISE EXCEPTION 'model name is too long'
+            USING ERRCODE = 'program_limit_exceeded',
+                  DETAIL = format('The name has %s bytes; the limit is 200.',
+                                  octet_length(register_dependency.model));
+    END IF;
+    IF register_dependency.scope IS NULL
+       OR register_dependency.scope <> ALL (ARRAY['global', 'tenant', 'client', 'bu']) THEN
+        RAISE EXCEPTION 'unknown scope "%"', register_dependency.scope
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The scope must be one of global, tenant, client, bu.';
+    END IF;
+    IF patterns IS NULL OR cardinality(patterns) = 0 THEN
+        RAISE EXCEPTION 'pattern list must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the patterns as an array, for example ARRAY[''dropdown:people''].';
+    END IF;
+    IF array_position(patterns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'patterns must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM tenant_cache.check_pattern(p) FROM unnest(patterns) AS p;
+    -- A placeholder must name a column of every table watched for the model.
+    SELECT p, c, w.table_name, a.attgenerated <> '' AS generated INTO bad
+    FROM unnest(patterns) AS p
+    CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(p)) AS c
+    JOIN tenant_cache.watched_tables w ON w.model = register_dependency.model
+    LEFT JOIN pg_attribute a ON a.attrelid = w.table_name AND a.attname = c
+                            AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attnum IS NULL OR a.attgenerated <> ''
+    ORDER BY p, c, w.table_name::text LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pattern "%" names column "%", which table "%" watched for model "%" %',
+            bad.p, bad.c, bad.table_name, register_dependency.model,
+            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  HINT = 'Name a column every watched table of the model has, or escape a literal brace as "\{".';
+    END IF;
+
+    WITH input AS (
+        SELECT DISTINCT p FROM unnest(patterns) AS p
+    ), upserted AS (
+        INSERT INTO tenant_cache.dependency AS d (model, pattern, scope)
+        SELECT register_dependency.model, input.p, register_dependency.scope FROM input
+        ON CONFLICT ON CONSTRAINT dependency_pkey DO UPDATE
+            SET scope = excluded.scope
+            WHERE d.scope IS DISTINCT FROM excluded.scope
+        RETURNING 1
+    )
+    SELECT count(*) INTO changed FROM upserted;
+    RETURN changed;
+END
+$$;
+COMMENT ON FUNCTION tenant_cache.register_dependency(text, text[], text) IS
+    'Map a model to cache patterns; returns the number of (model, pattern) pairs added or changed';
+
+-- watch_table: new last parameter "columns" (a new signature).
+DROP FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean);
+CREATE FUNCTION tenant_cache.watch_table(
+    tbl regclass, model text,
+    tenant_column name DEFAULT 'tenant_id',
+    client_column name DEFAULT NULL,
+    bu_column name DEFAULT NULL,
+    fire_on_replica boolean DEFAULT false,
+    columns name[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    kind "char";
+    col name;
+    args text;
+    part regclass;
+    bad record;
+BEGIN
+    IF tbl IS NULL THEN
+        RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF watch_table.model IS NULL OR watch_table.model = '' THEN
+        RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = tbl;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', tbl
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Only ordinary and partitioned tables can be watched.';
+    END IF;
+    IF columns IS NOT NULL AND cardinality(columns) = 0 THEN
+        RAISE EXCEPTION 'column list must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL (the default) to queue invalidations for every UPDATE.';
+    END IF;
+    IF array_position(columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'column list must not contain NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY ARRAY[tenant_column, client_column, bu_column] || coalesce(columns, '{}') LOOP
+        CONTINUE WHEN col IS NULL;
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                       WHERE a.attrelid = tbl AND a.attname = col
+                         AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, tbl
+                USING ERRCODE = 'undefined_column';
+        END IF;
+        IF EXISTS (SELECT 1 FROM pg_attribute a
+                   WHERE a.attrelid = tbl AND a.attname = col AND a.attgenerated <> '') THEN
+            RAISE EXCEPTION 'column "%" of relation "%" is a generated column', col, tbl
+                USING ERRCODE = 'feature_not_supported',
+                      DETAIL = 'Row triggers that run before the update cannot see the new value of a generated column.',
+                      HINT = 'Watch the columns it is generated from, or store the value in an ordinary column.';
+        END IF;
+    END LOOP;
+    -- Every column the model's placeholders name must be there.
+    SELECT d.pattern, c, a.attgenerated <> '' AS generated INTO bad
+    FROM tenant_cache.dependency d
+    CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(d.pattern)) AS c
+    LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c
+                            AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE d.model = watch_table.model AND (a.attnum IS NULL OR a.attgenerated <> '')
+    ORDER BY 1, 2 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pattern "%" of model "%" names column "%", which table "%" %',
+            bad.pattern, watch_table.model, bad.c, tbl,
+            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  HINT = 'Watch the table for another model, or change the model''s patterns.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_trigger t
+               WHERE t.tgrelid = tbl
+                 AND t.tgfoid = 'tenant_cache.invalidate_trigger()'::regprocedure) THEN
+        RAISE EXCEPTION 'table "%" is already watched', tbl
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'To change how it is watched, call tenant_cache.unwatch_table() first. A partition is watched through its watched parent.';
+    END IF;
+
+    args := format('%L, %L, %L, %L, %L', watch_table.model, coalesce(tenant_column, ''),
+                   coalesce(client_column, ''), coalesce(bu_column, ''),
+                   coalesce(columns::text, ''));
+    -- BEFORE UPDATE/DELETE: cheapest per row; named "zz_" to fire after
+    -- the table's own BEFORE triggers (they fire in name order), so it sees
+    -- the row they produce.
+    EXECUTE format('CREATE TRIGGER zz_tenant_cache_row BEFORE UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, args);
+    -- AFTER INSERT: sees defaults and keeps COPY's multi-row inserts.
+    EXECUTE format('CREATE TRIGGER zz_tenant_cache_insert AFTER INSERT ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, args);
+    -- TRUNCATE of the table, and of each existing partition on its own.
+    FOR part IN SELECT tbl UNION SELECT relid FROM pg_partition_tree(tbl) LOOP
+        EXECUTE format('CREATE TRIGGER zz_tenant_cache_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)',
+                       part, args);
+        -- Rows applied by a logical replication subscription fire only
+        -- triggers enabled ALWAYS (or REPLICA).
+        IF fire_on_replica THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_truncate', part);
+            IF part <> tbl THEN
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_row', part);
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_insert', part);
+            END IF;
+        END IF;
+    END LOOP;
+    IF fire_on_replica THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_row', tbl);
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_tenant_cache_insert', tbl);
+    END IF;
+
+    IF NOT EXISTS (SELECT 1 FROM tenant_cache.dependency d WHERE d.model = watch_table.model) THEN
+        RAISE NOTICE 'model "%" has no registered dependencies yet', watch_table.model
+            USING HINT = 'Writes to this table queue nothing until tenant_cache.register_dependency() names patterns for the model.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[]) IS
+    'Install the invalidation triggers on a table, mapping it to a model and its tenant, client and bu columns; with columns, UPDATEs changing none of them queue nothing';
+REVOKE EXECUTE ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[]) FROM PUBLIC;
+
+-- watched_tables: the column filter, appended.
+CREATE OR REPLACE VIEW tenant_cache.watched_tables AS
+    SELECT t.tgrelid::pg_catalog.regclass AS table_name,
+           a[1] AS model,
+           NULLIF(a[2], '')::pg_catalog.name AS tenant_column,
+           NULLIF(a[3], '')::pg_catalog.name AS client_column,
+           NULLIF(a[4], '')::pg_catalog.name AS bu_column,
+           c.relkind OPERATOR(pg_catalog.=) 'p' AS partitioned,
+           t.tgenabled AS enabled,
+           NULLIF(a[5], '')::pg_catalog.name[] AS columns
+    FROM pg_catalog.pg_trigger t
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
+    CROSS JOIN LATERAL tenant_cache.trigger_arguments(t.tgargs) AS a
+    WHERE t.tgname OPERATOR(pg_catalog.=) 'zz_tenant_cache_row'
+      AND t.tgparentid OPERATOR(pg_catalog.=) 0
+      AND t.tgfoid OPERATOR(pg_catalog.=) 'tenant_cache.invalidate_trigger()'::pg_catalog.regprocedure;

@@ -136,7 +136,8 @@ CREATE VIEW tenant_cache.watched_tables AS
            NULLIF(a[3], '')::pg_catalog.name AS client_column,
            NULLIF(a[4], '')::pg_catalog.name AS bu_column,
            c.relkind OPERATOR(pg_catalog.=) 'p' AS partitioned,
-           t.tgenabled AS enabled
+           t.tgenabled AS enabled,
+           NULLIF(a[5], '')::pg_catalog.name[] AS columns
     FROM pg_catalog.pg_trigger t
     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.tgrelid
     CROSS JOIN LATERAL tenant_cache.trigger_arguments(t.tgargs) AS a
@@ -155,6 +156,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     changed integer;
+    bad record;
 BEGIN
     IF register_dependency.model IS NULL OR register_dependency.model = '' THEN
         RAISE EXCEPTION 'model name must not be empty'
@@ -182,6 +184,23 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM tenant_cache.check_pattern(p) FROM unnest(patterns) AS p;
+    -- A placeholder must name a column of every table watched for the model.
+    SELECT p, c, w.table_name, a.attgenerated <> '' AS generated INTO bad
+    FROM unnest(patterns) AS p
+    CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(p)) AS c
+    JOIN tenant_cache.watched_tables w ON w.model = register_dependency.model
+    LEFT JOIN pg_attribute a ON a.attrelid = w.table_name AND a.attname = c
+                            AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE a.attnum IS NULL OR a.attgenerated <> ''
+    ORDER BY p, c, w.table_name::text LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pattern "%" names column "%", which table "%" watched for model "%" %',
+            bad.p, bad.c, bad.table_name, register_dependency.model,
+            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  HINT = 'Name a column every watched table of the model has, or escape a literal brace as "\{".';
+    END IF;
 
     WITH input AS (
         SELECT DISTINCT p FROM unnest(patterns) AS p
@@ -230,7 +249,8 @@ CREATE FUNCTION tenant_cache.watch_table(
     tenant_column name DEFAULT 'tenant_id',
     client_column name DEFAULT NULL,
     bu_column name DEFAULT NULL,
-    fire_on_replica boolean DEFAULT false)
+    fire_on_replica boolean DEFAULT false,
+    columns name[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -240,6 +260,7 @@ DECLARE
     col name;
     args text;
     part regclass;
+    bad record;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be NULL' USING ERRCODE = 'invalid_parameter_value';
@@ -253,7 +274,16 @@ BEGIN
             USING ERRCODE = 'wrong_object_type',
                   DETAIL = 'Only ordinary and partitioned tables can be watched.';
     END IF;
-    FOREACH col IN ARRAY ARRAY[tenant_column, client_column, bu_column] LOOP
+    IF columns IS NOT NULL AND cardinality(columns) = 0 THEN
+        RAISE EXCEPTION 'column list must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL (the default) to queue invalidations for every UPDATE.';
+    END IF;
+    IF array_position(columns, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'column list must not contain NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY ARRAY[tenant_column, client_column, bu_column] || coalesce(columns, '{}') LOOP
         CONTINUE WHEN col IS NULL;
         IF NOT EXISTS (SELECT 1 FROM pg_attribute a
                        WHERE a.attrelid = tbl AND a.attname = col
@@ -269,6 +299,22 @@ BEGIN
                       HINT = 'Watch the columns it is generated from, or store the value in an ordinary column.';
         END IF;
     END LOOP;
+    -- Every column the model's placeholders name must be there.
+    SELECT d.pattern, c, a.attgenerated <> '' AS generated INTO bad
+    FROM tenant_cache.dependency d
+    CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(d.pattern)) AS c
+    LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c
+                            AND a.attnum > 0 AND NOT a.attisdropped
+    WHERE d.model = watch_table.model AND (a.attnum IS NULL OR a.attgenerated <> '')
+    ORDER BY 1, 2 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'pattern "%" of model "%" names column "%", which table "%" %',
+            bad.pattern, watch_table.model, bad.c, tbl,
+            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  HINT = 'Watch the table for another model, or change the model''s patterns.';
+    END IF;
     IF EXISTS (SELECT 1 FROM pg_trigger t
                WHERE t.tgrelid = tbl
                  AND t.tgfoid = 'tenant_cache.invalidate_trigger()'::regprocedure) THEN
@@ -277,8 +323,9 @@ BEGIN
                   HINT = 'To change how it is watched, call tenant_cache.unwatch_table() first. A partition is watched through its watched parent.';
     END IF;
 
-    args := format('%L, %L, %L, %L', watch_table.model, coalesce(tenant_column, ''),
-                   coalesce(client_column, ''), coalesce(bu_column, ''));
+    args := format('%L, %L, %L, %L, %L', watch_table.model, coalesce(tenant_column, ''),
+                   coalesce(client_column, ''), coalesce(bu_column, ''),
+                   coalesce(columns::text, ''));
     -- BEFORE UPDATE/DELETE: cheapest per row; named "zz_" to fire after
     -- the table's own BEFORE triggers (they fire in name order), so it sees
     -- the row they produce.
@@ -313,8 +360,8 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean) IS
-    'Install the invalidation triggers on a table, mapping it to a model and its tenant, client and bu columns';
+COMMENT ON FUNCTION tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[]) IS
+    'Install the invalidation triggers on a table, mapping it to a model and its tenant, client and bu columns; with columns, UPDATEs changing none of them queue nothing';
 
 CREATE FUNCTION tenant_cache.unwatch_table(tbl regclass)
 RETURNS void
@@ -417,6 +464,15 @@ RETURNS text LANGUAGE c STABLE
 AS 'MODULE_PATHNAME', 'tc_glob_for';
 COMMENT ON FUNCTION tenant_cache.glob_for(text, text, text, text) IS
     'The Redis glob invalidate_pattern() would queue, without queueing it';
+
+------------------------------------------------------------------------
+-- 1.1: row placeholders in patterns
+------------------------------------------------------------------------
+CREATE FUNCTION tenant_cache.pattern_columns(pattern text)
+    RETURNS name[] LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'tc_pattern_columns';
+COMMENT ON FUNCTION tenant_cache.pattern_columns(text) IS
+    'The columns named by the placeholders "{column}" of a pattern';
 
 ------------------------------------------------------------------------
 -- Privileges: administration is for the extension owner and whom it grants

@@ -4,7 +4,9 @@
  *		Backend-local cache of the model -> pattern dependencies.
  *
  * Triggers never query the catalog per row: the whole dependency table is
- * read once into a hash table and kept until the table changes.  A statement
+ * read once into a hash table, its patterns parsed (with the union of the
+ * columns their placeholders name, per model), and kept until the table
+ * changes.  A statement
  * trigger on tenant_cache.dependency sends a relcache invalidation for it
  * (the pg_cron way), which reaches every backend at its next transaction and
  * this backend at its next command, and marks the cache stale.
@@ -94,6 +96,8 @@ add_dependency(const char *model, const char *pattern, TcScope scope)
 	{
 		entry->ndeps = 0;
 		entry->deps = NULL;
+		entry->columns.n = 0;
+		entry->columns.names = NULL;
 	}
 	if (entry->deps == NULL)
 		entry->deps = palloc(sizeof(TcDependency));
@@ -101,6 +105,8 @@ add_dependency(const char *model, const char *pattern, TcScope scope)
 		entry->deps = repalloc(entry->deps,
 							   (entry->ndeps + 1) * sizeof(TcDependency));
 	entry->deps[entry->ndeps].pattern = pstrdup(pattern);
+	entry->deps[entry->ndeps].parsed =
+		tc_parse_pattern(entry->deps[entry->ndeps].pattern, &entry->columns);
 	entry->deps[entry->ndeps].scope = scope;
 	entry->ndeps++;
 }

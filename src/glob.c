@@ -8,7 +8,10 @@
  * placeholders.  Literal parts and values taken from rows are escaped so
  * that Redis' glob matcher treats them as plain characters; a missing value
  * becomes "*"; {pattern} is the administrator's pattern, a glob by design,
- * followed by "*".
+ * followed by "*" unless it ends in an unescaped "$" (exact).  Inside the
+ * pattern, "{column}" stands for that column of the row being written,
+ * escaped like the tenant values ("*" when there is no row or the value is
+ * NULL).
  *
  *-------------------------------------------------------------------------
  */
@@ -283,12 +286,41 @@ append_value(StringInfo buf, const TcKeyFormat *kf, int level, const char *value
 }
 
 /*
+ * Append a parsed pattern: its text, each placeholder's value escaped (or
+ * "*" for no value), and a final "*" unless the pattern is exact.
+ */
+static void
+append_pattern(StringInfo buf, const TcPattern *pattern,
+			   const char *const *colvals)
+{
+	int			start = buf->len;
+
+	for (int i = 0; i < pattern->nparts; i++)
+	{
+		const TcPatternPart *part = &pattern->parts[i];
+		const char *value = colvals ? colvals[part->column] : NULL;
+
+		if (part->text != NULL)
+			appendBinaryStringInfo(buf, part->text, part->len);
+		else if (value != NULL)
+			tc_append_escaped(buf, value);
+		else if (!ends_with_wildcard(buf, start))
+			appendStringInfoChar(buf, '*');
+	}
+	if (!pattern->exact && !ends_with_wildcard(buf, start))
+		appendStringInfoChar(buf, '*');
+}
+
+/*
  * Build the glob for one pattern: values[level] is the raw value of that
- * level, or NULL for "every value".  Appends to buf.
+ * level, or NULL for "every value"; colvals[i] the value of the i-th column
+ * of the pattern's column list (NULL: every value; colvals NULL: no row).
+ * Appends to buf.
  */
 void
 tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
-			  const char *const values[TC_NLEVELS], const char *pattern)
+			  const char *const values[TC_NLEVELS], const TcPattern *pattern,
+			  const char *const *colvals)
 {
 	for (int i = 0; i < kf->nparts; i++)
 	{
@@ -309,64 +341,187 @@ tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 				append_value(buf, kf, TC_LEVEL_BU, values[TC_LEVEL_BU]);
 				break;
 			case TC_PART_PATTERN:
-				{
-					int			start = buf->len;
-
-					appendStringInfoString(buf, pattern);
-					if (!ends_with_wildcard(buf, start))
-						appendStringInfoChar(buf, '*');
-				}
+				append_pattern(buf, pattern, colvals);
 				break;
 		}
 	}
 }
 
 /*
+ * Patterns are read token by token: an escape pair, a bracket class, a
+ * placeholder "{name}", or one byte.  Returns the end of the token at i and
+ * its kind.  Unclosed classes and placeholders are reported as such (the
+ * strict check refuses them; the parser takes them as plain text).
+ */
+typedef enum PatToken
+{
+	PAT_BYTE,
+	PAT_ESCAPE,
+	PAT_TRAILING_BACKSLASH,
+	PAT_CLASS,
+	PAT_UNCLOSED_CLASS,
+	PAT_PLACEHOLDER,
+	PAT_BAD_PLACEHOLDER			/* "{" without "}", or "{}" or too long */
+} PatToken;
+
+static int
+next_token(const char *p, int len, int i, PatToken *kind)
+{
+	int			j;
+
+	switch (p[i])
+	{
+		case '\\':
+			*kind = i + 1 < len ? PAT_ESCAPE : PAT_TRAILING_BACKSLASH;
+			return Min(i + 2, len);
+		case '[':
+			for (j = i + 1; j < len && p[j] != ']'; j++)
+				if (p[j] == '\\')
+					j++;
+			*kind = j < len ? PAT_CLASS : PAT_UNCLOSED_CLASS;
+			return Min(j + 1, len);
+		case '{':
+			for (j = i + 1; j < len && p[j] != '}' && p[j] != '{'; j++)
+				;
+			if (j < len && p[j] == '}' && j > i + 1 && j - i - 1 < NAMEDATALEN)
+			{
+				*kind = PAT_PLACEHOLDER;
+				return j + 1;
+			}
+			*kind = PAT_BAD_PLACEHOLDER;
+			return i + 1;
+		default:
+			*kind = PAT_BYTE;
+			return i + 1;
+	}
+}
+
+/* Length without a final unescaped "$" (the exact marker), if there is one. */
+static int
+length_before_exact_marker(const char *p, int len)
+{
+	int			last = -1;
+	PatToken	kind = PAT_BYTE;
+
+	for (int i = 0; i < len;)
+	{
+		last = i;
+		i = next_token(p, len, i, &kind);
+	}
+	if (last == len - 1 && kind == PAT_BYTE && p[last] == '$')
+		return len - 1;
+	return len;
+}
+
+static int
+column_index(TcColumns *columns, const char *name, int len)
+{
+	for (int i = 0; i < columns->n; i++)
+		if (strncmp(columns->names[i], name, len) == 0 &&
+			columns->names[i][len] == '\0')
+			return i;
+	if (columns->n == 0)
+		columns->names = palloc(sizeof(char *));
+	else
+		columns->names = repalloc(columns->names, sizeof(char *) * (columns->n + 1));
+	columns->names[columns->n] = pnstrdup(name, len);
+	return columns->n++;
+}
+
+/*
+ * Parse a pattern (in the current memory context); its placeholders get
+ * indexes into *columns, which is extended with names it lacks.  Lenient:
+ * whatever tc_check_pattern() would refuse is taken as plain text.
+ */
+TcPattern *
+tc_parse_pattern(const char *pattern, TcColumns *columns)
+{
+	int			len = strlen(pattern);
+	int			end = length_before_exact_marker(pattern, len);
+	TcPattern  *parsed = palloc(sizeof(TcPattern));
+	int			lit = 0;
+
+	parsed->exact = end < len;
+	parsed->nparts = 0;
+	parsed->parts = palloc(sizeof(TcPatternPart) * (end + 1));
+	for (int i = 0; i < end;)
+	{
+		PatToken	kind;
+		int			next = next_token(pattern, end, i, &kind);
+
+		if (kind == PAT_PLACEHOLDER)
+		{
+			TcPatternPart *part;
+
+			if (i > lit)
+				parsed->parts[parsed->nparts++] =
+					(TcPatternPart) {pattern + lit, i - lit, -1};
+			part = &parsed->parts[parsed->nparts++];
+			part->text = NULL;
+			part->len = 0;
+			part->column = column_index(columns, pattern + i + 1, next - i - 2);
+			lit = next;
+		}
+		i = next;
+	}
+	if (end > lit)
+		parsed->parts[parsed->nparts++] = (TcPatternPart) {pattern + lit, end - lit, -1};
+	return parsed;
+}
+
+/*
  * Rules for patterns written by administrators (globs by design): not empty,
  * bounded length, a bounded number of "*" (Redis' matcher backtracks on
  * each), no unpaired trailing backslash and no unclosed "[" (either would
- * swallow the "*" that follows every pattern).
+ * swallow the "*" that follows every pattern), placeholders "{column}"
+ * closed and naming a column (at most NAMEDATALEN - 1 bytes).
  */
 void
 tc_check_pattern(const char *pattern)
 {
-	size_t		len = strlen(pattern);
+	int			len = strlen(pattern);
+	int			end;
 	int			stars = 0;
-	bool		in_class = false;
 
-	if (len == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pattern must not be empty")));
 	if (len > TC_MAX_PATTERN_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("pattern is too long"),
-				 errdetail("The pattern has %zu bytes; the limit is %d.",
+				 errdetail("The pattern has %d bytes; the limit is %d.",
 						   len, TC_MAX_PATTERN_LEN)));
-	for (size_t i = 0; i < len; i++)
-	{
-		if (pattern[i] == '\\')
-		{
-			if (++i == len)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("pattern must not end with an unpaired backslash"),
-						 errdetail("It would escape the \"*\" appended to every pattern.")));
-		}
-		else if (in_class)
-			in_class = pattern[i] != ']';
-		else if (pattern[i] == '[')
-			in_class = true;
-		else if (pattern[i] == '*')
-			stars++;
-	}
-	if (in_class)
+	end = length_before_exact_marker(pattern, len);
+	if (end == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pattern has an unclosed \"[\""),
-				 errdetail("Redis would read the rest of the pattern, and the \"*\" appended to it, as one character class."),
-				 errhint("Close the class with \"]\", or escape the bracket as \"\\[\".")));
+				 errmsg("pattern must not be empty"),
+				 len > 0 ? errdetail("A final \"$\" only marks the pattern as exact.") : 0));
+	for (int i = 0; i < end;)
+	{
+		PatToken	kind;
+		int			next = next_token(pattern, end, i, &kind);
+
+		if (kind == PAT_TRAILING_BACKSLASH)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pattern must not end with an unpaired backslash"),
+					 errdetail("It would escape the \"*\" appended to every pattern.")));
+		if (kind == PAT_UNCLOSED_CLASS)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pattern has an unclosed \"[\""),
+					 errdetail("Redis would read the rest of the pattern, and the \"*\" appended to it, as one character class."),
+					 errhint("Close the class with \"]\", or escape the bracket as \"\\[\".")));
+		if (kind == PAT_BAD_PLACEHOLDER)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("pattern has a \"{\" that does not start a column placeholder"),
+					 errdetail("\"{column}\" stands for a column of the written row; the name must be 1 to %d bytes, without braces.",
+							   NAMEDATALEN - 1),
+					 errhint("Close the placeholder with \"}\", or escape a literal brace as \"\\{\".")));
+		if (kind == PAT_BYTE && pattern[i] == '*')
+			stars++;
+		i = next;
+	}
 	if (stars > TC_MAX_PATTERN_STARS)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -375,12 +530,20 @@ tc_check_pattern(const char *pattern)
 						   stars, TC_MAX_PATTERN_STARS)));
 }
 
-/* Does the pattern consist of wildcards only ("*", "?*", ...)? */
+/*
+ * Does the pattern consist of wildcards only ("*", "?*", "{id}", ...)?
+ * Without a row a placeholder is "*".
+ */
 bool
-tc_pattern_matches_everything(const char *pattern)
+tc_pattern_matches_everything(const TcPattern *pattern)
 {
-	for (const char *p = pattern; *p; p++)
-		if (*p != '*' && *p != '?')
-			return false;
+	for (int i = 0; i < pattern->nparts; i++)
+	{
+		const TcPatternPart *part = &pattern->parts[i];
+
+		for (int j = 0; part->text != NULL && j < part->len; j++)
+			if (part->text[j] != '*' && part->text[j] != '?')
+				return false;
+	}
 	return true;
 }

@@ -178,32 +178,42 @@ tc_queue_glob(const char *glob)
 	return true;
 }
 
-/* Unambiguous key of (model, values): length-prefixed parts. */
 static void
-build_values_key(StringInfo key, const char *model,
-				 const char *const values[TC_NLEVELS])
+append_key_part(StringInfo key, const char *value)
 {
-	appendStringInfo(key, "%zu:%s", strlen(model), model);
+	if (value == NULL)
+		appendStringInfoString(key, "|-");
+	else
+		appendStringInfo(key, "|%zu:%s", strlen(value), value);
+}
+
+/* Unambiguous key of (model, values, column values): length-prefixed parts. */
+static void
+build_values_key(StringInfo key, const TcModelDeps *deps,
+				 const char *const values[TC_NLEVELS],
+				 const char *const *colvals)
+{
+	appendStringInfo(key, "%zu:%s", strlen(deps->model), deps->model);
 	for (int i = 0; i < TC_NLEVELS; i++)
-	{
-		if (values[i] == NULL)
-			appendStringInfoString(key, "|-");
-		else
-			appendStringInfo(key, "|%zu:%s", strlen(values[i]), values[i]);
-	}
+		append_key_part(key, values[i]);
+	for (int i = 0; i < deps->columns.n; i++)
+		append_key_part(key, colvals ? colvals[i] : NULL);
 }
 
 /*
  * Queue every pattern of a model for one row's values (NULL: every value at
- * that level).  Repeated values cost one hash lookup.  Returns the number of
+ * that level) and the values of the columns its placeholders name
+ * (colvals[i] for deps->columns.names[i]; NULL or colvals NULL: every
+ * value).  Repeated values cost one hash lookup.  Returns the number of
  * globs covered, queued now or earlier in this transaction.
  */
 int
-tc_queue_model_values(const char *model, const char *const values[TC_NLEVELS])
+tc_queue_model_values(const TcModelDeps *deps,
+					  const char *const values[TC_NLEVELS],
+					  const char *const *colvals)
 {
 	uint64		gen = tc_depcache_generation();
 	uint64		kfgen = tc_key_format_generation();
-	const TcModelDeps *deps = tc_lookup_model(model);
 	StringInfo	key;
 	bool		found;
 
@@ -217,7 +227,7 @@ tc_queue_model_values(const char *model, const char *const values[TC_NLEVELS])
 		seen_values_kfgen = kfgen;
 	}
 	key = scratch(0);
-	build_values_key(key, model, values);
+	build_values_key(key, deps, values, colvals);
 	if (strset_lookup(seen_values, key->data) != NULL)
 		return deps->ndeps;
 
@@ -228,7 +238,8 @@ tc_queue_model_values(const char *model, const char *const values[TC_NLEVELS])
 
 		for (int level = 0; level < TC_NLEVELS; level++)
 			scoped[level] = level < (int) deps->deps[i].scope ? values[level] : NULL;
-		tc_build_glob(glob, tc_current_key_format(), scoped, deps->deps[i].pattern);
+		tc_build_glob(glob, tc_current_key_format(), scoped,
+					  deps->deps[i].parsed, colvals);
 		tc_queue_glob(glob->data);
 	}
 	strset_insert(seen_values, MemoryContextStrdup(xact_cxt, key->data), &found);

@@ -331,124 +331,98 @@ tc_redis_connect(char **errmsg)
 	return true;
 }
 
-/* Queue "UNLINK key..." for the keys of a SCAN reply; false when out of memory. */
-static bool
-append_unlink(redisReply *keys)
+/*
+ * Pipelining.  Commands are appended to hiredis' output buffer without any
+ * I/O; tc_redis_exchange() then sends them all and reads their replies, in
+ * one round trip bounded by command_timeout_ms.
+ */
+bool
+tc_redis_append_argv(int argc, const char **argv, const size_t *lens)
 {
-	int			argc = keys->elements + 1;
-	const char **argv = palloc(sizeof(char *) * argc);
-	size_t	   *lens = palloc(sizeof(size_t) * argc);
-	bool		ok;
-
-	argv[0] = "UNLINK";
-	lens[0] = 6;
-	for (size_t i = 0; i < keys->elements; i++)
-	{
-		argv[i + 1] = keys->element[i]->str;
-		lens[i + 1] = keys->element[i]->len;
-	}
-	ok = redisAppendCommandArgv(conn, argc, argv, lens) == REDIS_OK;
-	pfree(argv);
-	pfree(lens);
-	return ok;
+	return conn != NULL && redisAppendCommandArgv(conn, argc, argv, lens) == REDIS_OK;
 }
 
-static bool
-append_scan(const char *cursor, const char *glob)
+/* Append "SCAN cursor [MATCH match] COUNT scan_count"; match may be NULL. */
+bool
+tc_redis_append_scan(const char *cursor, const char *match, size_t matchlen)
 {
 	char		count[16];
-	const char *argv[6] = {"SCAN", cursor, "MATCH", glob, "COUNT", count};
+	const char *argv[6] = {"SCAN", cursor, "COUNT", count, "MATCH", match};
 	size_t		lens[6];
 
 	snprintf(count, sizeof(count), "%d", tc_scan_count);
-	for (int i = 0; i < 6; i++)
-		lens[i] = strlen(argv[i]);
-	return redisAppendCommandArgv(conn, 6, argv, lens) == REDIS_OK;
-}
-
-static bool
-valid_scan_reply(redisReply *r)
-{
-	return r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-		r->element[0]->type == REDIS_REPLY_STRING &&
-		r->element[1]->type == REDIS_REPLY_ARRAY;
+	lens[0] = 4;
+	lens[1] = strlen(cursor);
+	lens[2] = 5;
+	lens[3] = strlen(count);
+	lens[4] = 5;
+	lens[5] = matchlen;
+	return tc_redis_append_argv(match != NULL ? 6 : 4, argv, lens);
 }
 
 /*
- * Delete every key matching glob: SCAN MATCH from cursor 0 until Redis
- * returns cursor 0, each page's keys UNLINKed in the same round trip as the
- * next SCAN.  OK only after a complete iteration.
+ * Send what was appended and read n replies into replies[] (the caller
+ * frees them with freeReplyObject()).  On an I/O error or timeout the
+ * connection is closed, replies already read are freed and every slot is
+ * NULL.  Error replies are replies: see tc_redis_error_reply().
  */
 TcRedisStatus
-tc_redis_clear_glob(const char *glob, int64 *deleted, char **errmsg)
+tc_redis_exchange(int n, redisReply **replies, char **errmsg)
 {
+	TimestampTz deadline = deadline_after(tc_command_timeout_ms);
 	TcRedisStatus st;
-	redisReply *scan = NULL;
-	bool		more = true;
+	int			got = 0;
 
-	*deleted = 0;
 	*errmsg = NULL;
 	if (conn == NULL)
 	{
 		*errmsg = pstrdup("not connected to Redis");
 		return TC_REDIS_IO_ERROR;
 	}
-	if (!append_scan("0", glob))
-		return io_error(errmsg, "could not format Redis SCAN");
-	while (more)
+	st = flush_output(deadline, errmsg);
+	while (st == TC_REDIS_OK && got < n)
 	{
-		TimestampTz deadline = deadline_after(tc_command_timeout_ms);
-		bool		unlinking = false;
-		redisReply *unlink = NULL;
-
-		if ((st = flush_output(deadline, errmsg)) != TC_REDIS_OK ||
-			(st = read_reply(&scan, deadline, errmsg)) != TC_REDIS_OK)
-			return st;
-		if (is_error_reply(scan, "Redis SCAN failed", errmsg))
-		{
-			freeReplyObject(scan);
-			return TC_REDIS_ERROR_REPLY;
-		}
-		if (!valid_scan_reply(scan))
-		{
-			freeReplyObject(scan);
-			return io_error(errmsg, "unexpected reply to Redis SCAN");
-		}
-		more = strcmp(scan->element[0]->str, "0") != 0;
-		if (scan->element[1]->elements > 0)
-		{
-			if (!append_unlink(scan->element[1]))
-			{
-				freeReplyObject(scan);
-				return io_error(errmsg, "could not format Redis UNLINK");
-			}
-			unlinking = true;
-		}
-		if (more && !append_scan(scan->element[0]->str, glob))
-		{
-			freeReplyObject(scan);
-			return io_error(errmsg, "could not format Redis SCAN");
-		}
-		freeReplyObject(scan);
-		if (!unlinking)
-			continue;
-
-		if ((st = flush_output(deadline, errmsg)) != TC_REDIS_OK ||
-			(st = read_reply(&unlink, deadline, errmsg)) != TC_REDIS_OK)
-			return st;
-		if (is_error_reply(unlink, "Redis UNLINK failed", errmsg))
-		{
-			freeReplyObject(unlink);
-			/* Keep the connection in step: consume the pipelined SCAN. */
-			if (more && (st = read_reply(&scan, deadline, errmsg)) != TC_REDIS_OK)
-				return st;
-			if (more)
-				freeReplyObject(scan);
-			return TC_REDIS_ERROR_REPLY;
-		}
-		if (unlink->type == REDIS_REPLY_INTEGER)
-			*deleted += unlink->integer;
-		freeReplyObject(unlink);
+		replies[got] = NULL;
+		st = read_reply(&replies[got], deadline, errmsg);
+		if (st == TC_REDIS_OK)
+			got++;
 	}
-	return TC_REDIS_OK;
+	if (st != TC_REDIS_OK)
+	{
+		for (int i = 0; i < n; i++)
+		{
+			if (i < got)
+				freeReplyObject(replies[i]);
+			replies[i] = NULL;
+		}
+	}
+	return st;
+}
+
+/* Is reply an error reply?  Then *errmsg says "what: text" (printable). */
+bool
+tc_redis_error_reply(redisReply *reply, const char *what, char **errmsg)
+{
+	return is_error_reply(reply, what, errmsg);
+}
+
+/* A well-formed SCAN reply: [cursor, [key, ...]], the keys being strings. */
+bool
+tc_redis_valid_scan_reply(redisReply *r)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		r->element[0]->type != REDIS_REPLY_STRING ||
+		r->element[1]->type != REDIS_REPLY_ARRAY)
+		return false;
+	for (size_t i = 0; i < r->element[1]->elements; i++)
+		if (r->element[1]->element[i]->type != REDIS_REPLY_STRING)
+			return false;
+	return true;
+}
+
+/* Close the connection after a reply that makes no sense. */
+TcRedisStatus
+tc_redis_protocol_error(const char *what, char **errmsg)
+{
+	return io_error(errmsg, what);
 }

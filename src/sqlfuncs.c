@@ -6,7 +6,8 @@
  * invalidate_pattern() and invalidate_model() add globs to the same
  * transaction-local set as the triggers, so they take effect at commit and
  * not at all on rollback.  glob_for() shows the glob a call would queue.
- * trigger_arguments() decodes pg_trigger.tgargs for the watched_tables view.
+ * trigger_arguments() decodes pg_trigger.tgargs for the watched_tables view;
+ * pattern_columns() lists the columns a pattern's placeholders name.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +25,7 @@ PG_FUNCTION_INFO_V1(tc_invalidate_model);
 PG_FUNCTION_INFO_V1(tc_glob_for);
 PG_FUNCTION_INFO_V1(tc_trigger_arguments);
 PG_FUNCTION_INFO_V1(tc_check_pattern_sql);
+PG_FUNCTION_INFO_V1(tc_pattern_columns);
 
 
 static char *
@@ -55,16 +57,22 @@ tc_check_pattern_sql(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Build the call's glob into buf; returns the (checked) pattern. */
-static char *
-build_call_glob(StringInfo buf, FunctionCallInfo fcinfo)
+/*
+ * Build the call's glob into buf (placeholders: every value); returns the
+ * (checked) pattern, parsed.
+ */
+static TcPattern *
+build_call_glob(StringInfo buf, FunctionCallInfo fcinfo, char **raw)
 {
-	char	   *pattern = checked_pattern(fcinfo);
+	TcColumns	columns = {0, NULL};
 	const char *values[TC_NLEVELS];
+	TcPattern  *pattern;
 
+	*raw = checked_pattern(fcinfo);
+	pattern = tc_parse_pattern(*raw, &columns);
 	for (int level = 0; level < TC_NLEVELS; level++)
 		values[level] = text_arg_or_null(fcinfo, level + 1);
-	tc_build_glob(buf, tc_current_key_format(), values, pattern);
+	tc_build_glob(buf, tc_current_key_format(), values, pattern, NULL);
 	return pattern;
 }
 
@@ -78,16 +86,17 @@ tc_invalidate_pattern(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
 	bool		force = PG_NARGS() > 4 && !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
-	char	   *pattern;
+	char	   *raw;
+	TcPattern  *pattern;
 
 	initStringInfo(&buf);
-	pattern = build_call_glob(&buf, fcinfo);
+	pattern = build_call_glob(&buf, fcinfo, &raw);
 	if (!force && PG_ARGISNULL(1) && PG_ARGISNULL(2) && PG_ARGISNULL(3) &&
 		tc_pattern_matches_everything(pattern))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pattern \"%s\" would clear every cached key of every tenant",
-						pattern),
+						raw),
 				 errhint("Name a tenant, a more specific pattern, or pass force => true.")));
 	tc_check_can_queue();
 	tc_queue_glob(buf.data);
@@ -99,9 +108,10 @@ Datum
 tc_glob_for(PG_FUNCTION_ARGS)
 {
 	StringInfoData buf;
+	char	   *raw;
 
 	initStringInfo(&buf);
-	build_call_glob(&buf, fcinfo);
+	build_call_glob(&buf, fcinfo, &raw);
 	PG_RETURN_TEXT_P(cstring_to_text(buf.data));
 }
 
@@ -135,7 +145,8 @@ tc_invalidate_model(PG_FUNCTION_ARGS)
 	for (int i = 0; i < deps->ndeps; i++)
 	{
 		resetStringInfo(&buf);
-		tc_build_glob(&buf, tc_current_key_format(), values, deps->deps[i].pattern);
+		tc_build_glob(&buf, tc_current_key_format(), values,
+					  deps->deps[i].parsed, NULL);
 		tc_queue_glob(buf.data);
 	}
 	PG_RETURN_INT64(deps->ndeps);
@@ -160,4 +171,28 @@ tc_trigger_arguments(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_ARRAYTYPE_P(construct_array(elems, n, TEXTOID, -1, false,
 										  TYPALIGN_INT));
+}
+
+/*
+ * pattern_columns(pattern text) RETURNS name[]: the columns named by the
+ * pattern's placeholders, each once, in order of appearance.
+ */
+Datum
+tc_pattern_columns(PG_FUNCTION_ARGS)
+{
+	char	   *pattern = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TcColumns	columns = {0, NULL};
+	Datum	   *elems;
+
+	tc_parse_pattern(pattern, &columns);
+	elems = palloc(sizeof(Datum) * Max(columns.n, 1));
+	for (int i = 0; i < columns.n; i++)
+	{
+		Name		name = palloc0(NAMEDATALEN);
+
+		namestrcpy(name, columns.names[i]);
+		elems[i] = NameGetDatum(name);
+	}
+	PG_RETURN_ARRAYTYPE_P(construct_array(elems, columns.n, NAMEOID, NAMEDATALEN,
+										  false, TYPALIGN_CHAR));
 }

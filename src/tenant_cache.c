@@ -41,6 +41,7 @@ int			tc_scan_count = 1000;
 int			tc_max_retry_interval_ms = 30000;
 int			tc_repeat_after_ms = 0;
 int			tc_debug_pause_before_commit_ms = 0;
+bool		tc_merge_scans = true;
 
 #define TC_DEFAULT_KEY_FORMAT "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
 
@@ -288,6 +289,10 @@ define_settings(void)
 	define_int("tenant_cache.repeat_after_ms",
 			   gettext_noop("Apply each glob once more this long after it was applied; 0 disables."),
 			   &tc_repeat_after_ms, 0, 0, 3600 * 1000, GUC_UNIT_MS);
+	DefineCustomBoolVariable("tenant_cache.merge_scans",
+							 gettext_noop("Clear all globs of a batch that need SCAN in one merged SCAN pass."),
+							 gettext_noop("Off: one SCAN pass per glob (for comparison in benchmarks)."),
+							 &tc_merge_scans, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tenant_cache.debug_pause_before_commit_ms",
 							gettext_noop("Testing only: the worker waits this long between applying a batch and committing it."),
 							NULL, &tc_debug_pause_before_commit_ms, 0, 0, 600 * 1000,

@@ -41,6 +41,7 @@ extern int	tc_scan_count;
 extern int	tc_max_retry_interval_ms;
 extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
+extern bool tc_merge_scans;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
 /* Inbox blocks written by commits since the worker last read the inbox. */
@@ -79,16 +80,45 @@ extern const TcKeyFormat *tc_current_key_format(void);
 extern void tc_set_current_key_format(TcKeyFormat *kf);
 extern uint64 tc_key_format_generation(void);
 extern void tc_append_escaped(StringInfo buf, const char *value);
+
+/*
+ * A registered pattern, parsed (glob.c): runs of glob text as written, and
+ * placeholders "{column}" replaced by a row's escaped value.  Column
+ * indexes point into a TcColumns list shared by the patterns of a model.
+ */
+typedef struct TcColumns
+{
+	int			n;
+	char	  **names;
+} TcColumns;
+
+typedef struct TcPatternPart
+{
+	const char *text;			/* glob text, or NULL for a placeholder */
+	int			len;
+	int			column;			/* placeholder: index into its TcColumns */
+} TcPatternPart;
+
+typedef struct TcPattern
+{
+	bool		exact;			/* ended in an unescaped "$": no "*" added */
+	int			nparts;
+	TcPatternPart *parts;
+} TcPattern;
+
+extern TcPattern *tc_parse_pattern(const char *pattern, TcColumns *columns);
 extern void tc_check_pattern(const char *pattern);
-extern bool tc_pattern_matches_everything(const char *pattern);
+extern bool tc_pattern_matches_everything(const TcPattern *pattern);
 extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const values[TC_NLEVELS],
-						  const char *pattern);
+						  const TcPattern *pattern,
+						  const char *const *colvals);
 
 /* Dependency cache (depcache.c) */
 typedef struct TcDependency
 {
 	char	   *pattern;
+	TcPattern  *parsed;			/* its placeholders index the model's columns */
 	TcScope		scope;
 } TcDependency;
 
@@ -97,6 +127,7 @@ typedef struct TcModelDeps
 	char		model[256];		/* hash key; length checked by the catalog */
 	int			ndeps;
 	TcDependency *deps;
+	TcColumns	columns;		/* columns named by placeholders of any pattern */
 } TcModelDeps;
 
 extern void tc_depcache_init(void);
@@ -106,8 +137,9 @@ extern Oid	tc_catalog_relid(const char *relname, bool missing_ok);
 
 /* Transaction-local queue (queue.c) */
 extern void tc_queue_init(void);
-extern int	tc_queue_model_values(const char *model,
-								  const char *const values[TC_NLEVELS]);
+extern int	tc_queue_model_values(const TcModelDeps *deps,
+								  const char *const values[TC_NLEVELS],
+								  const char *const *colvals);
 extern bool tc_queue_glob(const char *glob);
 extern void tc_check_can_queue(void);
 
@@ -139,7 +171,33 @@ extern bool tc_redis_is_connected(void);
 extern void tc_redis_disconnect(void);
 extern bool tc_redis_last_error_was_timeout(void);
 extern char *tc_redis_settings_signature(void);
-extern TcRedisStatus tc_redis_clear_glob(const char *glob, int64 *deleted,
-										 char **errmsg);
+
+/* Pipelined commands (redis.c): append, then one exchange of replies. */
+struct redisReply;
+extern bool tc_redis_append_argv(int argc, const char **argv, const size_t *lens);
+extern bool tc_redis_append_scan(const char *cursor, const char *match,
+								 size_t matchlen);
+extern TcRedisStatus tc_redis_exchange(int n, struct redisReply **replies,
+									   char **errmsg);
+extern bool tc_redis_error_reply(struct redisReply *reply, const char *what,
+								 char **errmsg);
+extern bool tc_redis_valid_scan_reply(struct redisReply *reply);
+extern TcRedisStatus tc_redis_protocol_error(const char *what, char **errmsg);
+
+/*
+ * Applying a batch of distinct globs to Redis (apply.c).  The worker fills
+ * in glob; tc_apply_globs() fills in the rest.
+ */
+typedef struct TcGlobJob
+{
+	const char *glob;			/* in: a distinct glob of the batch */
+	bool		done;			/* out: false: not attempted, left queued */
+	TcRedisStatus status;		/* out, when done: OK, refused, I/O error */
+	char	   *error;			/* out: why, when status is not OK */
+	int64		deleted;		/* out: keys deleted (see apply.c) */
+	bool		literal;		/* out: a single key, cleared without SCAN */
+} TcGlobJob;
+
+extern bool tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms);
 
 #endif							/* TENANT_CACHE_H */

@@ -376,67 +376,54 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 }
 
 /*
- * Clear one glob.  A connection that Redis or a middlebox closed while it
- * was idle fails its first command: reconnect once and try again (not after
- * a timeout: a hung Redis would only make us wait twice).
- */
-static TcRedisStatus
-clear_glob(const char *glob, bool first_of_batch, int64 *deleted, char **err)
-{
-	TcRedisStatus st = tc_redis_clear_glob(glob, deleted, err);
-
-	if (st == TC_REDIS_IO_ERROR && first_of_batch &&
-		!tc_redis_last_error_was_timeout() && tc_redis_connect(err))
-		st = tc_redis_clear_glob(glob, deleted, err);
-	return st;
-}
-
-/*
- * Apply the rows of one batch, one distinct glob at a time.  A refused
- * command fails only its glob; a lost connection fails its glob and leaves
- * the rest of the batch untouched for the next attempt, and so does running
- * past the batch's time limit (so no transaction stays open for long).
- * Returns false when it stopped early.
+ * Apply the rows of one batch: their distinct globs go to tc_apply_globs()
+ * (apply.c) together.  A refused command fails only its glob; a lost
+ * connection fails the globs under way and leaves the rest of the batch
+ * untouched for the next attempt, and so does running past the batch's time
+ * limit (so no transaction stays open for long).  Returns false when it
+ * stopped early.
  */
 static bool
 apply_batch(QueueRow *rows, int n)
 {
-	TimestampTz start = GetCurrentTimestamp();
-	int			i = 0;
+	TcGlobJob  *jobs = palloc(sizeof(TcGlobJob) * n);
+	int		   *first = palloc(sizeof(int) * (n + 1));
+	int			njobs = 0;
+	bool		complete;
+	char	   *io_error = NULL;
 
-	while (i < n)
+	/* Rows are sorted by glob: one job per run of equal globs. */
+	for (int i = 0; i < n; i++)
 	{
-		int			j = i + 1;
-		int64		deleted;
-		char	   *err;
-		TcRedisStatus st;
-
-		while (j < n && strcmp(rows[j].glob, rows[i].glob) == 0)
-			j++;
-		pgstat_report_activity(STATE_RUNNING, "clearing a glob in Redis");
-		st = clear_glob(rows[i].glob, i == 0, &deleted, &err);
-		if (st == TC_REDIS_OK)
-		{
-			finish_rows(rows, i, j);
-			note_redis_success();
-			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"",
-				 (long long) deleted, rows[i].glob);
-		}
-		else
-		{
-			fail_rows(rows, i, j, err);
-			if (st == TC_REDIS_IO_ERROR)
-			{
-				note_redis_failure("lost its connection to", err);
-				return false;
-			}
-		}
-		i = j;
-		if (i < n && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-												TC_BATCH_TIME_LIMIT_MS))
-			return false;
+		if (i > 0 && strcmp(rows[i].glob, rows[i - 1].glob) == 0)
+			continue;
+		first[njobs] = i;
+		jobs[njobs++].glob = rows[i].glob;
 	}
-	return true;
+	first[njobs] = n;
+	complete = tc_apply_globs(jobs, njobs, TC_BATCH_TIME_LIMIT_MS);
+	for (int j = 0; j < njobs; j++)
+	{
+		TcGlobJob  *job = &jobs[j];
+
+		if (!job->done)
+			continue;
+		if (job->status == TC_REDIS_OK)
+		{
+			finish_rows(rows, first[j], first[j + 1]);
+			note_redis_success();
+			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"%s",
+				 (long long) job->deleted, job->glob,
+				 job->literal ? " (UNLINK, no SCAN)" : "");
+			continue;
+		}
+		fail_rows(rows, first[j], first[j + 1], job->error);
+		if (job->status == TC_REDIS_IO_ERROR && io_error == NULL)
+			io_error = job->error;
+	}
+	if (io_error != NULL)
+		note_redis_failure("lost its connection to", io_error);
+	return complete;
 }
 
 /*

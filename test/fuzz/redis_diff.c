@@ -17,6 +17,13 @@
  * every key including the empty one, although stringmatchlen("*", "") is
  * false.  The expected set models that rule explicitly.
  *
+ * The same SCAN results then check the worker's merged-SCAN matcher
+ * (src/globset.c): all the patterns put in one prefix-indexed set must
+ * select, for every key, exactly the patterns whose SCAN MATCH returned
+ * it; and for random subsets of the patterns, SCAN MATCH on the escaped
+ * common literal prefix of the subset plus "*" (what the worker sends) must
+ * return every key that any pattern of the subset matches.
+ *
  * A second, smaller comparison covers nocase matching, which Redis 7.0
  * exposes through COMMAND LIST FILTERBY PATTERN (stringmatchlen(..., 1)
  * against the command names, e.g. "config|get").
@@ -34,6 +41,7 @@
 #include <hiredis/hiredis.h>
 
 #include "globmatch.h"
+#include "globset.h"
 
 typedef struct
 {
@@ -492,6 +500,161 @@ compare(const char *label, const bstr *pat, const bstr_list *got,
 	return shown == 0;
 }
 
+/* ---- the worker's set matcher (src/globset.c) against the same results ---- */
+
+/* Mark in row which members of universe Redis returned (got: sorted, unique). */
+static void
+record_row(unsigned char *row, const bstr_list *got, const bstr_list *universe)
+{
+	size_t		gi = 0;
+
+	for (size_t ui = 0; ui < universe->n && gi < got->n; ui++)
+	{
+		while (gi < got->n && bstr_cmp(&got->v[gi], &universe->v[ui]) < 0)
+			gi++;
+		if (gi < got->n && bstr_cmp(&got->v[gi], &universe->v[ui]) == 0)
+			row[ui] = 1;
+	}
+}
+
+typedef struct
+{
+	unsigned char *hit;
+} SetHits;
+
+static void
+set_hit(size_t index, void *arg)
+{
+	((SetHits *) arg)->hit[index]++;
+}
+
+/*
+ * One set of all patterns: for every key, the patterns it reports must be
+ * exactly those whose SCAN MATCH returned the key (matrix[p * nkeys + k]).
+ */
+static size_t
+check_globset(const bstr_list *patterns, const bstr_list *keys,
+			  const unsigned char *matrix, size_t *pairs)
+{
+	const char **p = xmalloc(patterns->n * sizeof(char *));
+	size_t	   *lens = xmalloc(patterns->n * sizeof(size_t));
+	SetHits		hits;
+	size_t		mismatches = 0;
+	TcGlobSet  *set;
+
+	hits.hit = xmalloc(patterns->n);
+	for (size_t i = 0; i < patterns->n; i++)
+	{
+		p[i] = patterns->v[i].p;
+		lens[i] = patterns->v[i].len;
+	}
+	set = tc_globset_build(p, lens, patterns->n, malloc, free);
+	if (set == NULL)
+	{
+		fprintf(stderr, "out of memory\n");
+		exit(2);
+	}
+	for (size_t k = 0; k < keys->n; k++)
+	{
+		size_t		shown = 0;
+
+		memset(hits.hit, 0, patterns->n);
+		*pairs += tc_globset_match(set, keys->v[k].p, keys->v[k].len, set_hit, &hits);
+		for (size_t i = 0; i < patterns->n; i++)
+			if (hits.hit[i] != matrix[i * keys->n + k])
+			{
+				mismatches++;
+				report("set", &patterns->v[i],
+					   hits.hit[i] ? "only the set selects" : "only redis returns",
+					   &keys->v[k], &shown);
+			}
+	}
+	tc_globset_destroy(set);
+	free(hits.hit);
+	free(p);
+	free(lens);
+	return mismatches;
+}
+
+/*
+ * For nsubsets random subsets of the patterns (those sharing a random key's
+ * first bytes, and in every fourth subset a few random ones), the worker's SCAN MATCH on the
+ * subset's escaped common prefix + "*" must return every key that a pattern
+ * of the subset matched.  Returns the number of keys it missed.
+ */
+static size_t
+check_common_prefix(redisContext *c, const bstr_list *patterns,
+					const bstr_list *keys, const unsigned char *matrix,
+					size_t nsubsets, size_t *narrowed)
+{
+	const char **p = xmalloc(patterns->n * sizeof(char *));
+	size_t	   *lens = xmalloc(patterns->n * sizeof(size_t));
+	size_t	   *members = xmalloc(patterns->n * sizeof(size_t));
+	size_t		missed = 0;
+	bstr_list	got = {0};
+
+	for (size_t s = 0; s < nsubsets; s++)
+	{
+		const bstr *seed = &keys->v[rnd_below(keys->n)];
+		size_t		want = 1 + rnd_below(3);
+		size_t		n = 0;
+		size_t		clen;
+		const char *common;
+		TcGlobSet  *set;
+		char	   *match;
+		size_t		mlen;
+		size_t		shown = 0;
+
+		for (size_t i = 0; i < patterns->n; i++)
+		{
+			const bstr *pt = &patterns->v[i];
+			bool		take = want <= pt->len && want <= seed->len &&
+				memcmp(pt->p, seed->p, want) == 0 && chance(60);
+
+			if (take || (s % 4 == 0 && chance(1)))
+			{
+				p[n] = pt->p;
+				lens[n] = pt->len;
+				members[n++] = i;
+			}
+		}
+		set = tc_globset_build(p, lens, n, malloc, free);
+		if (set == NULL)
+		{
+			fprintf(stderr, "out of memory\n");
+			exit(2);
+		}
+		common = tc_globset_common_prefix(set, &clen);
+		match = xmalloc(tc_glob_escaped_len(common, clen) + 1);
+		mlen = tc_glob_escape(match, common, clen);
+		match[mlen++] = '*';
+		if (clen > 0)
+			(*narrowed)++;
+		scan_all(c, match, mlen, clen > 0, &got);
+		for (size_t k = 0; k < keys->n; k++)
+		{
+			bool		needed = false;
+			bstr		m = {match, mlen};
+
+			for (size_t j = 0; j < n && !needed; j++)
+				needed = matrix[members[j] * keys->n + k];
+			if (needed && !bsearch(&keys->v[k], got.v, got.n, sizeof(bstr), bstr_cmp))
+			{
+				missed++;
+				report("common prefix", &m, "SCAN MATCH missed", &keys->v[k], &shown);
+			}
+		}
+		free(match);
+		tc_globset_destroy(set);
+	}
+	list_clear(&got);
+	free(got.v);
+	free(p);
+	free(lens);
+	free(members);
+	return missed;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -508,6 +671,7 @@ main(int argc, char **argv)
 				nonempty = 0,
 				pending = 0;
 	char	   *buf = xmalloc(8192);
+	unsigned char *matrix;
 
 	if (argc < 2 || argc > 5)
 	{
@@ -592,15 +756,39 @@ main(int argc, char **argv)
 		free(b.p);
 	}
 
+	matrix = calloc(patterns.n * keys.n, 1);
+	if (matrix == NULL)
+	{
+		fprintf(stderr, "out of memory\n");
+		return 2;
+	}
 	for (size_t i = 0; i < patterns.n; i++)
 	{
 		scan_all(c, patterns.v[i].p, patterns.v[i].len, true, &got);
 		if (!compare("scan", &patterns.v[i], &got, &keys, false, true, &nonempty))
 			mismatches++;
+		record_row(matrix + i * keys.n, &got, &keys);
 	}
 	printf("matcher vs redis: %zu patterns x %zu keys, mismatches: %zu "
 		   "(%zu patterns matched at least one key)\n",
 		   patterns.n, keys.n, mismatches, nonempty);
+
+	/* the worker's merged-SCAN matcher, against the same SCAN results */
+	{
+		size_t		pairs = 0,
+					narrowed = 0,
+					set_mismatches = check_globset(&patterns, &keys, matrix, &pairs),
+					missed = check_common_prefix(c, &patterns, &keys, matrix, 100,
+												 &narrowed);
+
+		printf("prefix-indexed set vs redis: %zu patterns in one set x %zu keys, "
+			   "mismatches: %zu (%zu key-pattern matches)\n",
+			   patterns.n, keys.n, set_mismatches, pairs);
+		printf("merged SCAN MATCH on the common prefix: 100 random subsets "
+			   "(%zu with a non-empty prefix), keys missed: %zu\n", narrowed, missed);
+		mismatches += set_mismatches + missed;
+	}
+	free(matrix);
 
 	/* nocase, through COMMAND LIST FILTERBY PATTERN */
 	{

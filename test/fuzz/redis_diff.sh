@@ -2,8 +2,8 @@
 #
 # test/fuzz/redis_diff.sh [SEED [NKEYS [NPATTERNS]]]
 #
-# Differential test of tc_glob_match() (src/globmatch.c) against a real
-# Redis: builds test/fuzz/redis_diff.c, starts a scratch redis-server on a
+# Differential test of tc_glob_match() (src/globmatch.c) and of the
+# worker's prefix-indexed set of globs (src/globset.c) against a real Redis: builds test/fuzz/redis_diff.c, starts a scratch redis-server on a
 # free port of 127.0.0.1 (no persistence, in a temp dir), runs the
 # comparison and stops the server again, also on failure or interrupt.
 #
@@ -51,7 +51,8 @@ trap 'exit 130' INT TERM
 
 "$CC" -std=c99 -g -O1 -Wall -Wextra -Werror -fsanitize=address,undefined \
 	-fno-sanitize-recover=all -I "$repo/src" \
-	-o "$tmp/redis_diff" "$here/redis_diff.c" "$repo/src/globmatch.c" -lhiredis
+	-o "$tmp/redis_diff" "$here/redis_diff.c" "$repo/src/globmatch.c" \
+	"$repo/src/globset.c" -lhiredis
 
 port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null

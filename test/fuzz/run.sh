@@ -10,6 +10,9 @@
 #   fuzz_tenant_glob  the same file with -DTC_FUZZ_TENANT: "tenant:" +
 #                     escape(v) + ":client:*" never matches another tenant's
 #                     keys when tenant values hold no ':'
+#   fuzz_globset      test/fuzz/fuzz_globset.c: the worker's prefix-indexed
+#                     set of globs (src/globset.c) selects exactly what a
+#                     brute-force loop over the matcher selects
 #
 # Prints one summary line per target and exits non-zero when a target
 # crashed or violated a property; the crashing input and the log are then
@@ -47,13 +50,16 @@ cflags=(-std=c99 -g -O1 -fsanitize=fuzzer,address,undefined
 	-fno-sanitize-recover=all -Wall -Wextra -Werror -I "$repo/src")
 
 # name and extra compiler flags of each target
-targets=(fuzz_glob_escape fuzz_tenant_glob)
-declare -A target_flags=([fuzz_glob_escape]="" [fuzz_tenant_glob]="-DTC_FUZZ_TENANT")
+targets=(fuzz_glob_escape fuzz_tenant_glob fuzz_globset)
+declare -A target_flags=([fuzz_glob_escape]="" [fuzz_tenant_glob]="-DTC_FUZZ_TENANT"
+	[fuzz_globset]="")
+declare -A target_src=([fuzz_glob_escape]=fuzz_glob_escape.c
+	[fuzz_tenant_glob]=fuzz_glob_escape.c [fuzz_globset]=fuzz_globset.c)
 
 for t in "${targets[@]}"; do
 	# shellcheck disable=SC2086
 	"$CC" "${cflags[@]}" ${target_flags[$t]} -o "$tmp/$t" \
-		"$here/fuzz_glob_escape.c" "$repo/src/globmatch.c"
+		"$here/${target_src[$t]}" "$repo/src/globmatch.c" "$repo/src/globset.c"
 done
 
 # A dictionary of the bytes and words that matter to the matcher.
@@ -104,6 +110,13 @@ seed "$tmp/corpus/fuzz_glob_escape" same 'a*b' 'a*b'
 seed "$tmp/corpus/fuzz_glob_escape" star 'a*b' 'a\*b'
 seed "$tmp/corpus/fuzz_tenant_glob" colon 'a:client:b' 'a' 'x'
 seed "$tmp/corpus/fuzz_tenant_glob" prefix 'ab' 'a' 'b:client:x'
+# fuzz_globset: patterns, an empty line, keys (one per line).
+mkdir -p "$tmp/corpus/fuzz_globset"
+printf '%s\n' 'tenant:1:client:*:bu:*:dash*' 'tenant:1:client:2:*' 'tenant:12:*' \
+	'tenant:1:client:2:bu:3:user:4:prefs' '*' 'ab\' 'ab*' '[a]*' 'a\*b*' '' \
+	'tenant:1:client:2:bu:3:dash:x' 'tenant:12:client:1' 'ab' 'ab\' 'a*b' \
+	'tenant:1:client:2:bu:3:user:4:prefs' >"$tmp/corpus/fuzz_globset/tenants"
+printf 'a\nb\n\na\nb\n' >"$tmp/corpus/fuzz_globset/plain"
 
 failed=0
 for t in "${targets[@]}"; do

@@ -1,0 +1,344 @@
+/*-------------------------------------------------------------------------
+ *
+ * globset.c
+ *		A set of Redis globs indexed by literal prefix: one key is matched
+ *		against all of them at a cost that does not grow with their number.
+ *
+ * Plain C99, no PostgreSQL header (see globset.h): the same code runs in
+ * the worker and in the tests under test/fuzz/ that compare it with a real
+ * redis-server and with a brute-force loop over tc_glob_match().
+ *
+ * The trie is built from the prefixes sorted bytewise, so its nodes are
+ * created in preorder and every node's children in increasing byte order;
+ * each node keeps its children in one sorted run of the edge arrays (found
+ * by binary search) and the patterns whose prefix ends there in one run of
+ * the pattern list.  A key walks from the root one byte at a time, testing
+ * the patterns of every node it passes with tc_glob_match() on the whole
+ * pattern and key (not just the rest after the prefix: Redis lets "ab*"
+ * match "ab" although "*" does not match "").
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "globmatch.h"
+#include "globset.h"
+
+typedef struct TcGlobNode
+{
+	uint32_t	first_edge;		/* children: edges [first_edge, +nedges) */
+	uint32_t	nedges;
+	uint32_t	first_pat;		/* patterns: pats [first_pat, +npats) */
+	uint32_t	npats;
+} TcGlobNode;
+
+struct TcGlobSet
+{
+	tc_globset_free dealloc;
+	const char *const *patterns;
+	const size_t *lens;
+	size_t		npatterns;
+	uint32_t	nnodes;
+	TcGlobNode *nodes;
+	unsigned char *edge_byte;	/* edge i leads to node edge_child[i] */
+	uint32_t   *edge_child;
+	uint32_t   *pats;			/* pattern indexes, grouped by node */
+	char	   *common;			/* common prefix of all literal prefixes */
+	size_t		common_len;
+	void	   *block;			/* everything above lives in this block */
+};
+
+size_t
+tc_glob_literal_prefix(const char *pattern, size_t plen, char *out)
+{
+	size_t		n = 0;
+
+	for (size_t i = 0; i < plen; i++)
+	{
+		char		c = pattern[i];
+
+		if (c == '*' || c == '?' || c == '[')
+			break;
+		/* An escape makes the next byte literal; a trailing '\' is literal. */
+		if (c == '\\' && i + 1 < plen)
+			c = pattern[++i];
+		if (out)
+			out[n] = c;
+		n++;
+	}
+	return n;
+}
+
+/* Bytewise order of the prefixes, shorter first; ties by index (stable). */
+typedef struct PrefixRef
+{
+	const char *p;
+	size_t		len;
+	uint32_t	index;
+} PrefixRef;
+
+static int
+prefix_cmp(const void *a, const void *b)
+{
+	const PrefixRef *x = a;
+	const PrefixRef *y = b;
+	size_t		m = x->len < y->len ? x->len : y->len;
+	int			c = m ? memcmp(x->p, y->p, m) : 0;
+
+	if (c != 0)
+		return c;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static size_t
+align8(size_t n)
+{
+	return (n + 7) & ~(size_t) 7;
+}
+
+/* One block for the set: nodes, edges, pattern list, common prefix. */
+static TcGlobSet *
+alloc_set(size_t maxnodes, size_t n, size_t common_len,
+		  tc_globset_alloc alloc, tc_globset_free dealloc)
+{
+	size_t		size = align8(sizeof(TcGlobSet)) +
+		align8(maxnodes * sizeof(TcGlobNode)) +
+		align8(maxnodes * sizeof(uint32_t)) +
+		align8(maxnodes) +
+		align8((n ? n : 1) * sizeof(uint32_t)) + common_len + 1;
+	char	   *block = alloc(size);
+	TcGlobSet  *set;
+	char	   *p;
+
+	if (block == NULL)
+		return NULL;
+	set = (TcGlobSet *) block;
+	memset(set, 0, sizeof(TcGlobSet));
+	set->block = block;
+	set->dealloc = dealloc;
+	p = block + align8(sizeof(TcGlobSet));
+	set->nodes = (TcGlobNode *) p;
+	p += align8(maxnodes * sizeof(TcGlobNode));
+	set->edge_child = (uint32_t *) p;
+	p += align8(maxnodes * sizeof(uint32_t));
+	set->edge_byte = (unsigned char *) p;
+	p += align8(maxnodes);
+	set->pats = (uint32_t *) p;
+	p += align8((n ? n : 1) * sizeof(uint32_t));
+	set->common = p;
+	return set;
+}
+
+/*
+ * Create the trie's nodes in preorder from the sorted prefixes: parent[k]
+ * and byte[k] of each node k > 0, and the node where each prefix ends.
+ */
+static uint32_t
+create_nodes(const PrefixRef *refs, size_t n, uint32_t *parent,
+			 unsigned char *byte, uint32_t *path, uint32_t *end_node)
+{
+	uint32_t	nnodes = 1;
+	const PrefixRef *prev = NULL;
+
+	path[0] = 0;
+	for (size_t i = 0; i < n; i++)
+	{
+		const PrefixRef *r = &refs[i];
+		size_t		shared = 0;
+
+		if (prev != NULL)
+			while (shared < prev->len && shared < r->len &&
+				   prev->p[shared] == r->p[shared])
+				shared++;
+		for (size_t d = shared + 1; d <= r->len; d++)
+		{
+			parent[nnodes] = path[d - 1];
+			byte[nnodes] = (unsigned char) r->p[d - 1];
+			path[d] = nnodes++;
+		}
+		end_node[i] = path[r->len];
+		prev = r;
+	}
+	return nnodes;
+}
+
+TcGlobSet *
+tc_globset_build(const char *const *patterns, const size_t *lens, size_t n,
+				 tc_globset_alloc alloc, tc_globset_free dealloc)
+{
+	size_t		total = 0,
+				maxlen = 0;
+	size_t		maxnodes;
+	PrefixRef  *refs;
+	char	   *prefixes;
+	uint32_t   *parent,
+			   *path,
+			   *end_node;
+	unsigned char *byte;
+	TcGlobSet  *set = NULL;
+	size_t		off = 0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		total += lens[i];
+		if (lens[i] > maxlen)
+			maxlen = lens[i];
+	}
+	maxnodes = total + 1;
+	if (maxnodes >= UINT32_MAX || n >= UINT32_MAX)
+		return NULL;
+
+	refs = alloc((n ? n : 1) * sizeof(PrefixRef));
+	prefixes = alloc(total ? total : 1);
+	parent = alloc(maxnodes * sizeof(uint32_t));
+	byte = alloc(maxnodes);
+	path = alloc((maxlen + 1) * sizeof(uint32_t));
+	end_node = alloc((n ? n : 1) * sizeof(uint32_t));
+	if (refs && prefixes && parent && byte && path && end_node)
+	{
+		for (size_t i = 0; i < n; i++)
+		{
+			refs[i].p = prefixes + off;
+			refs[i].len = tc_glob_literal_prefix(patterns[i], lens[i], prefixes + off);
+			refs[i].index = (uint32_t) i;
+			off += refs[i].len;
+		}
+		qsort(refs, n, sizeof(PrefixRef), prefix_cmp);
+		set = alloc_set(maxnodes, n, n ? refs[0].len : 0, alloc, dealloc);
+	}
+	if (set != NULL)
+	{
+		uint32_t	nnodes = create_nodes(refs, n, parent, byte, path, end_node);
+		uint32_t	next_edge = 0;
+
+		set->patterns = patterns;
+		set->lens = lens;
+		set->npatterns = n;
+		set->nnodes = nnodes;
+		/* Children of each node form one run of edges, in creation order. */
+		memset(set->nodes, 0, nnodes * sizeof(TcGlobNode));
+		for (uint32_t k = 1; k < nnodes; k++)
+			set->nodes[parent[k]].nedges++;
+		for (uint32_t k = 0; k < nnodes; k++)
+		{
+			set->nodes[k].first_edge = next_edge;
+			next_edge += set->nodes[k].nedges;
+			set->nodes[k].nedges = 0;
+		}
+		for (uint32_t k = 1; k < nnodes; k++)
+		{
+			TcGlobNode *p = &set->nodes[parent[k]];
+
+			set->edge_byte[p->first_edge + p->nedges] = byte[k];
+			set->edge_child[p->first_edge + p->nedges++] = k;
+		}
+		/* Patterns come sorted by prefix, so each node's form one run. */
+		for (size_t i = 0; i < n; i++)
+		{
+			TcGlobNode *node = &set->nodes[end_node[i]];
+
+			if (node->npats == 0)
+				node->first_pat = (uint32_t) i;
+			node->npats++;
+			set->pats[i] = refs[i].index;
+		}
+		/* The common prefix: shared by the first and last sorted prefix. */
+		if (n > 0)
+		{
+			const PrefixRef *a = &refs[0];
+			const PrefixRef *b = &refs[n - 1];
+
+			while (set->common_len < a->len && set->common_len < b->len &&
+				   a->p[set->common_len] == b->p[set->common_len])
+				set->common_len++;
+			memcpy(set->common, a->p, set->common_len);
+		}
+	}
+	if (dealloc)
+	{
+		void	   *temps[] = {refs, prefixes, parent, byte, path, end_node};
+
+		for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
+			if (temps[i] != NULL)
+				dealloc(temps[i]);
+	}
+	return set;
+}
+
+void
+tc_globset_destroy(TcGlobSet *set)
+{
+	if (set != NULL && set->dealloc != NULL)
+		set->dealloc(set->block);
+}
+
+/* The child of node for byte c, or 0 (the root is nobody's child). */
+static uint32_t
+child_for(const TcGlobSet *set, const TcGlobNode *node, unsigned char c)
+{
+	uint32_t	lo = node->first_edge,
+				hi = node->first_edge + node->nedges;
+
+	while (lo < hi)
+	{
+		uint32_t	mid = lo + (hi - lo) / 2;
+
+		if (set->edge_byte[mid] == c)
+			return set->edge_child[mid];
+		if (set->edge_byte[mid] < c)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+size_t
+tc_globset_match(const TcGlobSet *set, const char *key, size_t klen,
+				 void (*fn) (size_t index, void *arg), void *arg)
+{
+	uint32_t	k = 0;
+	size_t		d = 0,
+				matched = 0;
+
+	if (set->npatterns == 0)
+		return 0;
+	for (;;)
+	{
+		const TcGlobNode *node = &set->nodes[k];
+
+		for (uint32_t i = node->first_pat; i < node->first_pat + node->npats; i++)
+		{
+			uint32_t	idx = set->pats[i];
+			const char *p = set->patterns[idx];
+			size_t		plen = set->lens[idx];
+
+			/* SCAN does not run its matcher for the pattern "*". */
+			if ((plen == 1 && p[0] == '*') ||
+				tc_glob_match(p, plen, key, klen, false))
+			{
+				matched++;
+				fn(idx, arg);
+			}
+		}
+		if (d == klen || node->nedges == 0)
+			break;
+		k = child_for(set, node, (unsigned char) key[d++]);
+		if (k == 0)
+			break;
+	}
+	return matched;
+}
+
+const char *
+tc_globset_common_prefix(const TcGlobSet *set, size_t *len)
+{
+	*len = set->common_len;
+	return set->common;
+}

@@ -1,0 +1,67 @@
+/*-------------------------------------------------------------------------
+ *
+ * globset.h
+ *		Match one key against many Redis globs at once, at a cost per key
+ *		that does not grow with the number of globs.
+ *
+ * Plain C99 like globmatch.h (no PostgreSQL headers), so that the
+ * differential test against redis-server and the libFuzzer target in
+ * test/fuzz/ link the same code as the extension.  Binary safe: patterns
+ * and keys are (pointer, length) pairs.
+ *
+ * Every key a Redis glob matches starts with the glob's literal prefix (the
+ * bytes before its first unescaped '*', '?' or '[', escapes removed).  The
+ * set is a trie of those prefixes: a key walks it once, byte by byte, and
+ * only the globs whose prefix the key starts with are run through
+ * tc_glob_match(), so the cost per key is the key's length plus the globs
+ * that share its prefix, however many globs the set holds.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TC_GLOBSET_H
+#define TC_GLOBSET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct TcGlobSet TcGlobSet;
+
+/* Memory for a set: alloc may return NULL (the build then fails). */
+typedef void *(*tc_globset_alloc) (size_t size);
+typedef void (*tc_globset_free) (void *ptr);
+
+/*
+ * Length of the literal prefix of pattern[0..plen) with escapes removed;
+ * when out is not NULL the prefix is written there (at most plen bytes, no
+ * NUL added).  Every string Redis' SCAN MATCH selects with the pattern
+ * starts with that prefix.
+ */
+extern size_t tc_glob_literal_prefix(const char *pattern, size_t plen, char *out);
+
+/*
+ * Index n patterns (not copied: they must outlive the set).  Returns NULL
+ * when alloc failed.  Free the result with tc_globset_destroy().
+ */
+extern TcGlobSet *tc_globset_build(const char *const *patterns,
+								   const size_t *lens, size_t n,
+								   tc_globset_alloc alloc,
+								   tc_globset_free dealloc);
+extern void tc_globset_destroy(TcGlobSet *set);
+
+/*
+ * Call fn(index, arg) for every pattern of the set that matches key exactly
+ * as Redis' SCAN MATCH decides (including SCAN's rule that the pattern "*"
+ * selects every key, even the empty one).  Returns how many matched.
+ */
+extern size_t tc_globset_match(const TcGlobSet *set, const char *key,
+							   size_t klen,
+							   void (*fn) (size_t index, void *arg), void *arg);
+
+/*
+ * The longest common prefix of the literal prefixes of all patterns in the
+ * set, with escapes removed (not NUL-terminated): every key any of them
+ * matches starts with it.  Length 0 when the set is empty.
+ */
+extern const char *tc_globset_common_prefix(const TcGlobSet *set, size_t *len);
+
+#endif							/* TC_GLOBSET_H */
