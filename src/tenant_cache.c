@@ -263,6 +263,7 @@ _PG_init(void)
 	tc_depcache_init();
 	tc_trigger_init();
 	tc_queue_init();
+	tc_toolbox_init();
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = tc_ProcessUtility;
@@ -274,5 +275,6 @@ _PG_init(void)
 	shmem_request_hook = tc_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tc_shmem_startup;
+	tc_stats_init();
 	tc_register_worker();
 }

@@ -43,6 +43,7 @@ typedef struct QueueRow
 	char	   *glob;
 	int			attempts;
 	bool		applied;		/* applied once, this is its repeat */
+	TimestampTz enqueued_at;
 } QueueRow;
 
 /*
@@ -195,6 +196,7 @@ ensure_redis(long *wait_ms)
 						tc_redis_host, tc_redis_port)));
 		return true;
 	}
+	tc_stats_redis_error(err);
 	note_redis_failure("cannot reach", err);
 	pfree(err);
 	*wait_ms = redis_backoff_ms;
@@ -228,7 +230,7 @@ fetch_batch(QueueRow **rows)
 		last_full_pass = now;
 	args[0] = Int32GetDatum(tc_batch_size);
 	args[1] = Int64GetDatum(scan_after_id);
-	if (SPI_execute_with_args("SELECT id, glob, attempts, applied_at IS NOT NULL "
+	if (SPI_execute_with_args("SELECT id, glob, attempts, applied_at IS NOT NULL, enqueued_at "
 							  "FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.>) $2 "
 							  "  AND (next_attempt_at IS NULL "
@@ -248,6 +250,7 @@ fetch_batch(QueueRow **rows)
 		(*rows)[i].glob = SPI_getvalue(tup, desc, 2);
 		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		(*rows)[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		(*rows)[i].enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	/* Rows come in id order: continue after the last, or start over. */
 	scan_after_id = n == tc_batch_size ? (*rows)[n - 1].id : 0;
@@ -320,6 +323,18 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 		elog(ERROR, "could not update tenant_cache.pending");
 }
 
+/* For the lag: when the oldest of rows[from..to) not applied before was queued. */
+static TimestampTz
+first_enqueued_at(QueueRow *rows, int from, int to)
+{
+	TimestampTz oldest = 0;
+
+	for (int i = from; i < to; i++)
+		if (!rows[i].applied && (oldest == 0 || rows[i].enqueued_at < oldest))
+			oldest = rows[i].enqueued_at;
+	return oldest;
+}
+
 /*
  * Clear one glob.  A connection that Redis or a middlebox closed while it
  * was idle fails its first command: reconnect once and try again (not after
@@ -349,6 +364,7 @@ apply_batch(QueueRow *rows, int n)
 	TimestampTz start = GetCurrentTimestamp();
 	int			i = 0;
 
+	tc_stats_worker_state(TC_WORKER_APPLYING);
 	while (i < n)
 	{
 		int			j = i + 1;
@@ -358,11 +374,16 @@ apply_batch(QueueRow *rows, int n)
 
 		while (j < n && strcmp(rows[j].glob, rows[i].glob) == 0)
 			j++;
+		for (int k = i; k < j; k++)
+			if (rows[k].attempts == 0 && !rows[k].applied)
+				tc_stats_queued(rows[k].glob);
 		pgstat_report_activity(STATE_RUNNING, "clearing a glob in Redis");
+		tc_stats_scan_pass();
 		st = clear_glob(rows[i].glob, i == 0, &deleted, &err);
 		if (st == TC_REDIS_OK)
 		{
 			finish_rows(rows, i, j);
+			tc_stats_applied(rows[i].glob, deleted, first_enqueued_at(rows, i, j));
 			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"",
 				 (long long) deleted, rows[i].glob);
@@ -370,6 +391,7 @@ apply_batch(QueueRow *rows, int n)
 		else
 		{
 			fail_rows(rows, i, j, err);
+			tc_stats_redis_error(err);
 			if (st == TC_REDIS_IO_ERROR)
 			{
 				note_redis_failure("lost its connection to", err);
@@ -442,6 +464,7 @@ tc_worker_main(Datum main_arg)
 	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
 	tc_worker_attach();
+	tc_stats_worker_started();
 	ereport(LOG,
 			(errmsg("tenant_cache worker started for database \"%s\"", tc_database)));
 
@@ -480,12 +503,14 @@ tc_worker_main(Datum main_arg)
 						(errmsg("tenant_cache worker: extension \"tenant_cache\" is not installed in database \"%s\"; waiting",
 								tc_database)));
 			missing_logged = true;
+			tc_stats_worker_state(TC_WORKER_NO_EXTENSION);
 			wait_for(tc_poll_interval_ms);
 			continue;
 		}
 		missing_logged = false;
 		if (!ensure_redis(&wait_ms))
 		{
+			tc_stats_worker_state(TC_WORKER_RETRYING);
 			wait_for(wait_ms);
 			continue;
 		}
@@ -495,6 +520,9 @@ tc_worker_main(Datum main_arg)
 		if (taken > 0)
 			continue;
 		if (!ext_missing)
+		{
+			tc_stats_worker_state(TC_WORKER_IDLE);
 			wait_for(tc_poll_interval_ms);
+		}
 	}
 }
