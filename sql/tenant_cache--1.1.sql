@@ -559,6 +559,7 @@ WITH deps AS (
 SELECT concat_ws(E'\n',
     'digraph tenant_cache {',
     '  rankdir=LR;',
+    '  graph [fontname="Helvetica", fontsize=12];',
     '  node [fontname="Helvetica", fontsize=11, style=filled];',
     '  edge [fontname="Helvetica", fontsize=9, color="#666666", fontcolor="#666666"];',
     '  subgraph cluster_tables {',
@@ -587,7 +588,9 @@ SELECT concat_ws(E'\n',
      FROM (SELECT DISTINCT tbl, cols, model FROM tabs) x
      JOIN tab_nodes t ON t.tbl = x.tbl AND t.cols = x.cols
      JOIN model_nodes m ON m.model = x.model),
-    (SELECT string_agg(format('  m%s -> p%s [label="%s"];', m.n, p.n, d.scope),
+    -- the scope labels the edge, unless it is the default (tenant)
+    (SELECT string_agg(format('  m%s -> p%s%s;', m.n, p.n,
+                              CASE WHEN d.scope <> 'tenant' THEN format(' [label="%s"]', d.scope) END),
                        E'\n' ORDER BY m.n, p.n)
      FROM deps d
      JOIN model_nodes m ON m.model = d.model

@@ -259,11 +259,11 @@ define_settings(void)
 void
 _PG_init(void)
 {
+	tc_toolbox_init();			/* its settings, before the prefix is reserved */
 	define_settings();
 	tc_depcache_init();
 	tc_trigger_init();
 	tc_queue_init();
-	tc_toolbox_init();
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = tc_ProcessUtility;

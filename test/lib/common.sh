@@ -4,7 +4,7 @@
 
 PG_BIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server
-          redis-tools libipc-run-perl make gcc clang-14 libclang-rt-14-dev"
+          redis-tools libipc-run-perl make gcc clang-14 libclang-rt-14-dev graphviz"
 
 require_root() {
     if [ "$(id -u)" -ne 0 ]; then
