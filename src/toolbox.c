@@ -66,6 +66,17 @@ tc_toolbox_init(void)
  * ---------------------------------------------------------------------
  */
 
+/* An error message from redis.c or Redis as a sentence for errdetail. */
+static const char *
+sentence(const char *err)
+{
+	size_t		len = strlen(err);
+
+	if (len > 0 && err[len - 1] == '.')
+		return err;
+	return psprintf("%s.", err);
+}
+
 static void
 toolbox_connect(void)
 {
@@ -75,7 +86,7 @@ toolbox_connect(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("could not reach Redis at %s:%d", tc_redis_host, tc_redis_port),
-				 errdetail("%s.", err),
+				 errdetail("%s", sentence(err)),
 				 errhint("The toolbox connects with the worker's settings (tenant_cache.redis_host, redis_port, redis_db, redis_username, redis_password_file) and timeouts; check that Redis runs there.")));
 }
 
@@ -86,12 +97,12 @@ redis_failed(TcRedisStatus st, const char *err)
 		ereport(ERROR,
 				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
 				 errmsg("Redis refused a command of the tenant_cache toolbox"),
-				 errdetail("%s.", err),
+				 errdetail("%s", sentence(err)),
 				 errhint("With a Redis ACL user, the toolbox needs +ping +info +scan +type +pttl +memory|usage besides the worker's commands.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
 			 errmsg("lost the connection to Redis at %s:%d", tc_redis_host, tc_redis_port),
-			 errdetail("%s.", err)));
+			 errdetail("%s", sentence(err))));
 }
 
 /* Run one command; errors are raised.  The caller frees the reply. */
@@ -324,7 +335,7 @@ Datum
 tc_health(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	TcWorkerStatus ws;
+	TcWorkerStatus ws = {0};
 	QueueHealth q;
 	StringInfoData down;
 	StringInfoData degraded;

@@ -323,7 +323,7 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 		elog(ERROR, "could not update tenant_cache.pending");
 }
 
-/* For the lag: when the oldest of rows[from..to) not applied before was queued. */
+/* For the lag: enqueued_at of the oldest first-time row of rows[from..to). */
 static TimestampTz
 first_enqueued_at(QueueRow *rows, int from, int to)
 {

@@ -475,6 +475,40 @@ is(sql(q{SELECT count(*) FROM tenant_cache.pattern_stats WHERE queued + applied 
 	'0', 'stats_reset: pattern counters zeroed too');
 
 # ---------------------------------------------------------------------
+# 11b. Another key_format, {pattern} in the middle: attribution and globs.
+# ---------------------------------------------------------------------
+$node->append_conf('postgresql.conf',
+	"tenant_cache.key_format = 'app:{pattern}:t:{tenant}:c:{client}:b:{bu}:'\n");
+$node->reload;
+ok( defined wait_until(
+		sub { sql('SHOW tenant_cache.key_format') =~ /^app:/ }, 10),
+	'key_format changed');
+$redis->cmd('ACL', 'SETUSER', 'tc_ops', '~app:*');
+$redis->set_keys('app:dropdown:people:all:t:7:c:1:b:1:', 'app:dropdown:people:all:t:8:c:1:b:1:',
+	'app:dashboard:metrics:t:7:c:1:b:1:');
+is(sql(q{SELECT glob || ' ' || keys FROM tenant_cache.count_keys('dropdown:people', '7')}),
+	'app:dropdown:people*:t:7:c:*:b:*: 1', 'count_keys: the glob follows key_format');
+$applied = stats_of('globs_applied');
+# The worker reloads its settings at its next wake-up: wait for a full pass.
+$node->safe_psql('postgres', 'SELECT pg_sleep(0.5)');
+sql(q{INSERT INTO people_people (tenant_id, client_id, bu_id, name) VALUES ('7', '1', '1', 'eve')});
+ok(defined wait_until(sub { stats_of('globs_applied') == $applied + 3 }, 15),
+	'the write is applied with the new key_format');
+is_deeply([ $redis->keys('app:*') ], ['app:dropdown:people:all:t:8:c:1:b:1:'],
+	'tenant 7\'s keys of the new format are gone, tenant 8\'s remain');
+is(sql(q{SELECT string_agg(pattern || ' ' || applied, ', ' ORDER BY pattern)
+         FROM tenant_cache.pattern_stats WHERE model = 'People'}),
+	'attendance:summary 1, dashboard:metrics 1, dropdown:people 1',
+	'pattern_stats: globs of the new format are attributed to their patterns');
+$node->append_conf('postgresql.conf',
+	"tenant_cache.key_format = 'tenant:{tenant}:client:{client}:bu:{bu}:{pattern}'\n");
+$node->reload;
+ok( defined wait_until(
+		sub { sql('SHOW tenant_cache.key_format') =~ /^tenant:/ }, 10),
+	'key_format back to the default');
+$node->safe_psql('postgres', 'SELECT pg_sleep(0.5)');
+
+# ---------------------------------------------------------------------
 # 12. dependency_graph() renders (when Graphviz is installed).
 # ---------------------------------------------------------------------
 SKIP:
