@@ -3,7 +3,7 @@ EXTENSION = tenant_cache
 MODULE_big = tenant_cache
 OBJS = src/tenant_cache.o src/glob.o src/globmatch.o src/globset.o \
 	src/depcache.o src/queue.o src/absorb.o src/trigger.o src/sqlfuncs.o \
-	src/redis.o src/apply.o src/worker.o
+	src/redis.o src/apply.o src/worker.o src/stats.o src/toolbox.o
 DATA = sql/tenant_cache--1.0.sql sql/tenant_cache--1.1.sql \
 	sql/tenant_cache--1.0--1.1.sql
 PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"
@@ -11,7 +11,7 @@ PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK = -lhiredis
 
-REGRESS = setup api triggers transactions privileges placeholders upgrade
+REGRESS = setup api triggers transactions privileges placeholders toolbox upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/regress.conf --temp-instance=./tmp_check
 
 TAP_TESTS = 1

@@ -3,8 +3,8 @@
 -- database, so tenant_cache.queue shows exactly what each write queued.
 \set SHOW_CONTEXT never
 -- :q shows the committed queue and empties it for the next step.
-\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending;'
-TRUNCATE tenant_cache.pending;
+\set q 'SELECT glob FROM tenant_cache.queue ORDER BY glob; TRUNCATE tenant_cache.pending, tenant_cache.inbox;'
+TRUNCATE tenant_cache.pending, tenant_cache.inbox;
 
 CREATE TABLE prefs (id int PRIMARY KEY, tenant_id int, client_id int, bu_id int,
                     user_id int, theme text, "my note" text, hits int,
@@ -123,7 +123,7 @@ SELECT tenant_cache.unwatch_table('prefs');
 SELECT tenant_cache.watch_table('prefs', 'Prefs', 'tenant_id', 'client_id', 'bu_id');
 SELECT table_name, columns FROM tenant_cache.watched_tables WHERE model = 'Prefs';
 INSERT INTO prefs VALUES (7, 1, 2, 3, 42, 'dark', 'n', 0);
-TRUNCATE tenant_cache.pending;
+TRUNCATE tenant_cache.pending, tenant_cache.inbox;
 UPDATE prefs SET hits = 1 WHERE id = 7;
 :q
 

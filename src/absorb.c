@@ -126,6 +126,7 @@ collect_rows(AbsorbPass *pass)
 			if (elemnulls[j])
 				continue;
 			e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
+			tc_stats_queued(e->glob);	/* once per committed transaction */
 			if (!found || at < e->enqueued_at)
 				e->enqueued_at = at;
 		}

@@ -547,3 +547,90 @@ tc_pattern_matches_everything(const TcPattern *pattern)
 	}
 	return true;
 }
+
+/*
+ * Length of the value at glob[pos..end) of the placeholder of the given
+ * level, as tc_build_glob() writes it: "*" for every value, or an escaped
+ * value, which has no unescaped metacharacter and no separator; -1 when
+ * there is none.  After a wildcard a missing value adds nothing (0).
+ */
+static int
+match_value(const TcKeyFormat *kf, int level, const char *glob, int pos,
+			int end)
+{
+	char		sep = kf->separator[level];
+	int			i = pos;
+
+	if (i < end && glob[i] == '*')
+		return 1;
+	while (i < end)
+	{
+		char		c = glob[i];
+		int			toklen = 1;
+
+		if (c == '\\' && i + 1 < end)
+		{
+			c = glob[i + 1];
+			toklen = 2;
+		}
+		else if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
+			return -1;
+		if (c == sep)
+			break;
+		i += toklen;
+	}
+	return i - pos;
+}
+
+static bool
+match_parts(const TcKeyFormat *kf, int part, const char *glob, int pos,
+			int end, int *pattern_start, int *pattern_len)
+{
+	const TcPart *p;
+	int			n;
+
+	if (part == kf->nparts)
+		return pos == end;
+	p = &kf->parts[part];
+	switch (p->kind)
+	{
+		case TC_PART_LITERAL:
+			n = strlen(p->text);
+			return end - pos >= n && memcmp(glob + pos, p->text, n) == 0 &&
+				match_parts(kf, part + 1, glob, pos + n, end,
+							pattern_start, pattern_len);
+		case TC_PART_TENANT:
+		case TC_PART_CLIENT:
+		case TC_PART_BU:
+			n = match_value(kf, p->kind - TC_PART_TENANT, glob, pos, end);
+			return n >= 0 && match_parts(kf, part + 1, glob, pos + n, end,
+										 pattern_start, pattern_len);
+		case TC_PART_PATTERN:
+			/* Longest first: at the end of the format, one try. */
+			for (int e = end; e > pos; e--)
+			{
+				if (match_parts(kf, part + 1, glob, e, end,
+								pattern_start, pattern_len))
+				{
+					*pattern_start = pos;
+					*pattern_len = e - pos;
+					return true;
+				}
+			}
+			return false;
+	}
+	return false;
+}
+
+/*
+ * Find the {pattern} part (the pattern as written, with the "*" appended to
+ * it) of a glob that tc_build_glob() built with this key format.  False when
+ * the glob does not have the format's shape (say, it was queued before
+ * key_format changed).  Used to attribute applied globs to patterns.
+ */
+bool
+tc_glob_pattern_part(const TcKeyFormat *kf, const char *glob,
+					 int *start, int *len)
+{
+	return match_parts(kf, 0, glob, 0, strlen(glob), start, len);
+}

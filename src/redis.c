@@ -426,3 +426,87 @@ tc_redis_protocol_error(const char *what, char **errmsg)
 {
 	return io_error(errmsg, what);
 }
+
+/*
+ * Generic commands, for the SQL toolbox (toolbox.c), which runs them from a
+ * backend on that backend's own short-lived connection, with the same
+ * deadlines and latch-aware waits as the worker.
+ */
+
+/* An error reply as a message (printable ASCII); false when it is none. */
+bool
+tc_redis_reply_is_error(redisReply *reply, const char *what, char **errmsg)
+{
+	return is_error_reply(reply, what, errmsg);
+}
+
+/*
+ * Run one command and return its reply (the caller frees it).  An error
+ * reply is TC_REDIS_ERROR_REPLY with *errmsg naming the command.
+ */
+TcRedisStatus
+tc_redis_command(int argc, const char **argv, const size_t *lens,
+				 redisReply **reply, char **errmsg)
+{
+	TcRedisStatus st;
+	char	   *what;
+
+	*reply = NULL;
+	*errmsg = NULL;
+	if (conn == NULL)
+	{
+		*errmsg = pstrdup("not connected to Redis");
+		return TC_REDIS_IO_ERROR;
+	}
+	st = command_argv(argc, argv, lens, reply, errmsg);
+	if (st != TC_REDIS_OK)
+		return st;
+	what = psprintf("Redis %s failed", pnstrdup(argv[0], Min(lens[0], 32)));
+	if (is_error_reply(*reply, what, errmsg))
+	{
+		freeReplyObject(*reply);
+		*reply = NULL;
+		return TC_REDIS_ERROR_REPLY;
+	}
+	return TC_REDIS_OK;
+}
+
+/*
+ * Send ncmds commands in one round trip and read their replies into
+ * replies[] (the caller frees them), all within one command_timeout_ms.
+ * Error replies are returned like any other reply (see
+ * tc_redis_reply_is_error); on an I/O error no reply is left.
+ */
+TcRedisStatus
+tc_redis_pipeline(int ncmds, const int *argc, const char **const *argv,
+				  const size_t *const *lens, redisReply **replies,
+				  char **errmsg)
+{
+	TimestampTz deadline = deadline_after(tc_command_timeout_ms);
+	TcRedisStatus st;
+
+	*errmsg = NULL;
+	for (int i = 0; i < ncmds; i++)
+		replies[i] = NULL;
+	if (conn == NULL)
+	{
+		*errmsg = pstrdup("not connected to Redis");
+		return TC_REDIS_IO_ERROR;
+	}
+	for (int i = 0; i < ncmds; i++)
+		if (redisAppendCommandArgv(conn, argc[i], argv[i], lens[i]) != REDIS_OK)
+			return io_error(errmsg, "could not format Redis command");
+	st = flush_output(deadline, errmsg);
+	for (int i = 0; st == TC_REDIS_OK && i < ncmds; i++)
+		st = read_reply(&replies[i], deadline, errmsg);
+	if (st != TC_REDIS_OK)
+	{
+		for (int i = 0; i < ncmds; i++)
+		{
+			if (replies[i] != NULL)
+				freeReplyObject(replies[i]);
+			replies[i] = NULL;
+		}
+	}
+	return st;
+}

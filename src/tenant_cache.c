@@ -305,6 +305,7 @@ define_settings(void)
 void
 _PG_init(void)
 {
+	tc_toolbox_init();			/* its settings, before the prefix is reserved */
 	define_settings();
 	tc_depcache_init();
 	tc_trigger_init();
@@ -320,5 +321,6 @@ _PG_init(void)
 	shmem_request_hook = tc_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = tc_shmem_startup;
+	tc_stats_init();
 	tc_register_worker();
 }

@@ -14,6 +14,7 @@
 #define TENANT_CACHE_H
 
 #include "postgres.h"
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "storage/block.h"
 #include "executor/spi.h"
@@ -113,6 +114,8 @@ extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const values[TC_NLEVELS],
 						  const TcPattern *pattern,
 						  const char *const *colvals);
+extern bool tc_glob_pattern_part(const TcKeyFormat *kf, const char *glob,
+								 int *start, int *len);
 
 /* Dependency cache (depcache.c) */
 typedef struct TcDependency
@@ -199,5 +202,56 @@ typedef struct TcGlobJob
 } TcGlobJob;
 
 extern bool tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms);
+
+/* Generic commands for the SQL toolbox (redis.c; replies are hiredis') */
+struct redisReply;
+extern TcRedisStatus tc_redis_command(int argc, const char **argv,
+									  const size_t *lens,
+									  struct redisReply **reply,
+									  char **errmsg);
+extern TcRedisStatus tc_redis_pipeline(int ncmds, const int *argc,
+									   const char **const *argv,
+									   const size_t *const *lens,
+									   struct redisReply **replies,
+									   char **errmsg);
+extern bool tc_redis_reply_is_error(struct redisReply *reply, const char *what,
+									char **errmsg);
+
+/* Worker statistics in shared memory (stats.c) */
+typedef enum TcWorkerState
+{
+	TC_WORKER_STOPPED = 0,		/* no worker process */
+	TC_WORKER_STARTING,
+	TC_WORKER_NO_EXTENSION,		/* waiting for CREATE EXTENSION */
+	TC_WORKER_IDLE,
+	TC_WORKER_APPLYING,
+	TC_WORKER_RETRYING			/* Redis failed; waiting for the backoff */
+} TcWorkerState;
+
+typedef struct TcWorkerStatus
+{
+	int			pid;			/* 0 when no worker process is alive */
+	TcWorkerState state;
+	bool		redis_connected;
+	char		last_error[256];	/* "" when none since stats_reset */
+	TimestampTz last_error_at;
+	TimestampTz last_success_at;
+} TcWorkerStatus;
+
+extern void tc_stats_init(void);
+extern void tc_stats_worker_started(void);
+extern void tc_stats_worker_state(TcWorkerState state);
+extern void tc_stats_queued(const char *glob);
+extern void tc_stats_scan_pass(void);
+extern void tc_stats_applied(const char *glob, int64 keys_deleted,
+							 TimestampTz enqueued_at);
+extern void tc_stats_redis_error(const char *errmsg);
+extern bool tc_stats_worker_status(TcWorkerStatus *status);
+extern const char *tc_worker_state_name(TcWorkerState state);
+
+/* SQL toolbox (toolbox.c) */
+extern int	tc_health_max_queue_age_ms;
+extern int	tc_toolbox_time_limit_ms;
+extern void tc_toolbox_init(void);
 
 #endif							/* TENANT_CACHE_H */

@@ -33,6 +33,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "globmatch.h"
 #include "tenant_cache.h"
 
 #define TC_MIN_BACKOFF_MS 100
@@ -43,6 +44,7 @@ typedef struct QueueRow
 	char	   *glob;
 	int			attempts;
 	bool		applied;		/* applied once, this is its repeat */
+	TimestampTz enqueued_at;
 } QueueRow;
 
 /*
@@ -227,6 +229,7 @@ ensure_redis(long *wait_ms)
 						tc_redis_host, tc_redis_port)));
 		return true;
 	}
+	tc_stats_redis_error(err);
 	note_redis_failure("cannot reach", err);
 	pfree(err);
 	*wait_ms = redis_backoff_ms;
@@ -287,7 +290,7 @@ fetch_batch(QueueRow **rows)
 		last_full_pass = now;
 	args[0] = Int32GetDatum(tc_batch_size);
 	args[1] = Int64GetDatum(scan_after_id);
-	tc_spi_run(&fetch_plan, "SELECT id, glob, attempts, applied_at IS NOT NULL "
+	tc_spi_run(&fetch_plan, "SELECT id, glob, attempts, applied_at IS NOT NULL, enqueued_at "
 							  "FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.>) $2 "
 							  "  AND (next_attempt_at IS NULL "
@@ -306,6 +309,7 @@ fetch_batch(QueueRow **rows)
 		(*rows)[i].glob = SPI_getvalue(tup, desc, 2);
 		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		(*rows)[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		(*rows)[i].enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	/* Rows come in id order: continue after the last, or start over. */
 	scan_after_id = n == tc_batch_size ? (*rows)[n - 1].id : 0;
@@ -375,6 +379,18 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 			   3, argtypes, args, SPI_OK_UPDATE);
 }
 
+/* For the lag: enqueued_at of the oldest first-time row of rows[from..to). */
+static TimestampTz
+first_enqueued_at(QueueRow *rows, int from, int to)
+{
+	TimestampTz oldest = 0;
+
+	for (int i = from; i < to; i++)
+		if (!rows[i].applied && (oldest == 0 || rows[i].enqueued_at < oldest))
+			oldest = rows[i].enqueued_at;
+	return oldest;
+}
+
 /*
  * Apply the rows of one batch: their distinct globs go to tc_apply_globs()
  * (apply.c) together.  A refused command fails only its glob; a lost
@@ -401,6 +417,13 @@ apply_batch(QueueRow *rows, int n)
 		jobs[njobs++].glob = rows[i].glob;
 	}
 	first[njobs] = n;
+	tc_stats_worker_state(TC_WORKER_APPLYING);
+	for (int j = 0; j < njobs; j++)
+		if (!tc_glob_is_literal(jobs[j].glob, strlen(jobs[j].glob)))
+		{
+			tc_stats_scan_pass();	/* one merged SCAN for the batch */
+			break;
+		}
 	complete = tc_apply_globs(jobs, njobs, TC_BATCH_TIME_LIMIT_MS);
 	for (int j = 0; j < njobs; j++)
 	{
@@ -411,6 +434,8 @@ apply_batch(QueueRow *rows, int n)
 		if (job->status == TC_REDIS_OK)
 		{
 			finish_rows(rows, first[j], first[j + 1]);
+			tc_stats_applied(job->glob, job->deleted,
+							 first_enqueued_at(rows, first[j], first[j + 1]));
 			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"%s",
 				 (long long) job->deleted, job->glob,
@@ -418,6 +443,7 @@ apply_batch(QueueRow *rows, int n)
 			continue;
 		}
 		fail_rows(rows, first[j], first[j + 1], job->error);
+		tc_stats_redis_error(job->error);
 		if (job->status == TC_REDIS_IO_ERROR && io_error == NULL)
 			io_error = job->error;
 	}
@@ -514,6 +540,7 @@ tc_worker_main(Datum main_arg)
 	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
 	tc_worker_attach();
+	tc_stats_worker_started();
 	ereport(LOG,
 			(errmsg("tenant_cache worker started for database \"%s\"", tc_database)));
 
@@ -556,6 +583,7 @@ tc_worker_main(Datum main_arg)
 						(errmsg("tenant_cache worker: extension \"tenant_cache\" is not installed in database \"%s\"; waiting",
 								tc_database)));
 			missing_logged = true;
+			tc_stats_worker_state(TC_WORKER_NO_EXTENSION);
 			wait_for(tc_poll_interval_ms);
 			continue;
 		}
@@ -563,6 +591,7 @@ tc_worker_main(Datum main_arg)
 		if (!ensure_redis(&wait_ms))
 		{
 			/* Redis or not, commits fold into one queue entry per glob. */
+			tc_stats_worker_state(TC_WORKER_RETRYING);
 			cycle_start = GetCurrentTimestamp();
 			taken = absorb_only();
 			if (taken == 0)
@@ -582,6 +611,9 @@ tc_worker_main(Datum main_arg)
 			continue;
 		}
 		if (!ext_missing)
+		{
+			tc_stats_worker_state(TC_WORKER_IDLE);
 			wait_for(tc_poll_interval_ms);
+		}
 	}
 }
