@@ -854,13 +854,56 @@ registered_patterns(int *n)
 	return pats;
 }
 
+/* MEMORY USAGE of keys[0..n) in one round trip; -1 for a key gone meanwhile. */
+static void
+memory_usage(redisReply **keys, int n, int64 *bytes)
+{
+	int		   *argc = palloc(sizeof(int) * n);
+	const char ***argv = palloc(sizeof(char **) * n);
+	const size_t **lens = palloc(sizeof(size_t *) * n);
+	redisReply **replies = palloc(sizeof(redisReply *) * n);
+	char	   *err;
+	TcRedisStatus st;
+
+	for (int i = 0; i < n; i++)
+	{
+		const char **a = palloc(sizeof(char *) * 3);
+		size_t	   *l = palloc(sizeof(size_t) * 3);
+
+		a[0] = "MEMORY";
+		l[0] = 6;
+		a[1] = "USAGE";
+		l[1] = 5;
+		a[2] = keys[i]->str;
+		l[2] = keys[i]->len;
+		argc[i] = 3;
+		argv[i] = a;
+		lens[i] = l;
+	}
+	st = tc_redis_pipeline(n, argc, argv, lens, replies, &err);
+	if (st != TC_REDIS_OK)
+		redis_failed(st, err);
+	for (int i = 0; i < n; i++)
+	{
+		if (tc_redis_reply_is_error(replies[i], "Redis MEMORY USAGE failed", &err))
+		{
+			for (int j = i; j < n; j++)
+				freeReplyObject(replies[j]);
+			redis_failed(TC_REDIS_ERROR_REPLY, err);
+		}
+		bytes[i] = replies[i]->type == REDIS_REPLY_INTEGER ? replies[i]->integer : -1;
+		freeReplyObject(replies[i]);
+	}
+}
+
 /* Count a page's keys per pattern; MEMORY USAGE for those still sampled. */
 static void
 measure_page(PatternMemory *pats, int npats, redisReply *found, int sample)
 {
 	int			nkeys = found->elements;
 	bool	   *wanted = palloc0(sizeof(bool) * Max(nkeys * npats, 1));
-	int		   *which = palloc(sizeof(int) * Max(nkeys, 1));
+	redisReply **measure = palloc(sizeof(redisReply *) * Max(nkeys, 1));
+	int64	   *bytes = palloc(sizeof(int64) * Max(nkeys, 1));
 	int			nmeasure = 0;
 
 	for (int i = 0; i < nkeys; i++)
@@ -882,60 +925,25 @@ measure_page(PatternMemory *pats, int npats, redisReply *found, int sample)
 			}
 		}
 		if (any)
-			which[nmeasure++] = i;
+			measure[nmeasure++] = key;
 	}
 	if (nmeasure > 0)
+		memory_usage(measure, nmeasure, bytes);
+	for (int m = 0; m < nmeasure; m++)
 	{
-		int		   *argc = palloc(sizeof(int) * nmeasure);
-		const char ***argv = palloc(sizeof(char **) * nmeasure);
-		const size_t **lens = palloc(sizeof(size_t *) * nmeasure);
-		redisReply **replies = palloc(sizeof(redisReply *) * nmeasure);
-		char	   *err;
-		TcRedisStatus st;
-
-		for (int m = 0; m < nmeasure; m++)
+		for (int p = 0; p < npats; p++)
 		{
-			const char **a = palloc(sizeof(char *) * 3);
-			size_t	   *l = palloc(sizeof(size_t) * 3);
-			redisReply *key = found->element[which[m]];
-
-			a[0] = "MEMORY";
-			l[0] = 6;
-			a[1] = "USAGE";
-			l[1] = 5;
-			a[2] = key->str;
-			l[2] = key->len;
-			argc[m] = 3;
-			argv[m] = a;
-			lens[m] = l;
-		}
-		st = tc_redis_pipeline(nmeasure, argc, argv, lens, replies, &err);
-		if (st != TC_REDIS_OK)
-			redis_failed(st, err);
-		for (int m = 0; m < nmeasure; m++)
-		{
-			redisReply *r = replies[m];
-
-			if (tc_redis_reply_is_error(r, "Redis MEMORY USAGE failed", &err))
-			{
-				for (int j = m; j < nmeasure; j++)
-					freeReplyObject(replies[j]);
-				redis_failed(TC_REDIS_ERROR_REPLY, err);
-			}
-			for (int p = 0; p < npats; p++)
-			{
-				if (!wanted[m * npats + p])
-					continue;
-				if (r->type == REDIS_REPLY_INTEGER)
-					pats[p].sampled_bytes += r->integer;
-				else
-					pats[p].sampled--;	/* gone meanwhile: not a sample */
-			}
-			freeReplyObject(r);
+			if (!wanted[m * npats + p])
+				continue;
+			if (bytes[m] >= 0)
+				pats[p].sampled_bytes += bytes[m];
+			else
+				pats[p].sampled--;	/* gone meanwhile: not a sample */
 		}
 	}
 	pfree(wanted);
-	pfree(which);
+	pfree(measure);
+	pfree(bytes);
 }
 
 /*
