@@ -6,11 +6,16 @@ CREATE EXTENSION IF NOT EXISTS tenant_cache;
 
 GRANT USAGE ON SCHEMA tenant_cache TO myapp;
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenant_cache.dependency TO myapp;
+-- register_dependency and watch_table check placeholders against the
+-- watched tables' columns.
+GRANT SELECT ON tenant_cache.watched_tables TO myapp;
 GRANT EXECUTE ON FUNCTION
     tenant_cache.register_dependency(text, text[], text),
     tenant_cache.unregister_dependency(text, text[]),
     tenant_cache.check_pattern(text),
-    tenant_cache.watch_table(regclass, text, name, name, name, boolean),
+    tenant_cache.pattern_columns(text),
+    tenant_cache.trigger_arguments(bytea),
+    tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[]),
     tenant_cache.unwatch_table(regclass),
     tenant_cache.invalidate_trigger()
   TO myapp;
