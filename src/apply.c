@@ -55,7 +55,7 @@
 #include "globset.h"
 #include "tenant_cache.h"
 
-#define TC_UNLINK_KEYS		256		/* keys per UNLINK of literal globs */
+#define TC_UNLINK_KEYS		256		/* keys per UNLINK command */
 #define TC_PIPELINE_CMDS	64		/* UNLINKs of literal globs per round trip */
 #define TC_MAX_CURSOR_LEN	32
 
@@ -305,17 +305,6 @@ unlink_page(Unit *unit, ScanState *st, redisReply *page, char **err)
 	st->npairs = 0;
 	st->ncmds = 0;
 	st->page = page;
-	if (keys->elements > (size_t) st->cap / 2)
-	{
-		/* A key matches a few globs at most; grow for the worst case. */
-		st->cap = Max(st->cap, (int) keys->elements * 2);
-		st->pair_job = repalloc(st->pair_job, sizeof(int) * st->cap);
-		st->pair_key = repalloc(st->pair_key, sizeof(redisReply *) * st->cap);
-		st->sorted_job = repalloc(st->sorted_job, sizeof(int) * st->cap);
-		st->sorted_key = repalloc(st->sorted_key, sizeof(redisReply *) * st->cap);
-		st->cmd_from = repalloc(st->cmd_from, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
-		st->cmd_to = repalloc(st->cmd_to, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
-	}
 	for (size_t i = 0; i < keys->elements; i++)
 	{
 		st->key = keys->element[i];
