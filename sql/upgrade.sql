@@ -23,6 +23,13 @@ SELECT tenant_cache.watch_table('orders', 'order');
 INSERT INTO orders VALUES (1, 7, 100);
 SELECT glob FROM tenant_cache.queue ORDER BY glob;
 
+-- Braces in a 1.0 pattern name a column from 1.1 on: the update refuses
+-- while one would name a column a watched table lacks, and changes nothing.
+SELECT tenant_cache.register_dependency('order', ARRAY['report:{year}']);
+ALTER EXTENSION tenant_cache UPDATE;
+SELECT extversion FROM pg_extension WHERE extname = 'tenant_cache';
+SELECT tenant_cache.unregister_dependency('order', ARRAY['report:{year}']);
+
 ALTER EXTENSION tenant_cache UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'tenant_cache';
 

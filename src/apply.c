@@ -16,18 +16,22 @@
  *	  nothing; its keys are sent again one per command, so that the refusal
  *	  fails exactly the globs whose key Redis refuses.
  *	- The other globs are cleared by ONE SCAN iteration for all of them
- *	  (tenant_cache.merge_scans): MATCH on their common literal prefix plus
- *	  "*" when they have one (on the glob itself when there is only one), and
- *	  each key Redis returns matched client-side against every glob through
- *	  the prefix trie of globset.c, whose matcher is Redis' own (fuzzed and
- *	  compared with redis-server by test/fuzz/).  The matched keys of each
- *	  page are UNLINKed with one command per glob (a key two globs match is
- *	  sent for both, so a refusal of one glob never leaves the other's key
- *	  behind), pipelined with the request for the next page.  A glob is
- *	  cleared only when the iteration, started after the glob was taken,
- *	  returned cursor 0: a Redis restart in between makes the iteration miss
- *	  nothing that it must catch, and a lost connection fails the unit.
- *	  With merge_scans off each glob gets its own SCAN MATCH glob iteration.
+ *	  (tenant_cache.merge_scans).  Its MATCH is the glob itself when there
+ *	  is only one, else their cover (tc_glob_cover: the common literal
+ *	  prefix and the literal runs all of them share, say
+ *	  "tenant:*:bu:*:dash*"), so that Redis drops most other keys itself.
+ *	  Each key Redis returns is matched client-side against every glob
+ *	  through the prefix trie of globset.c, whose matcher is Redis' own
+ *	  (fuzzed, and compared with redis-server by test/fuzz/).  The matches
+ *	  of a page are UNLINKed TC_UNLINK_KEYS keys per command whatever glob
+ *	  they belong to, pipelined with the request for the next page; a
+ *	  refused command removed nothing and is sent again as one command per
+ *	  glob, so that a refusal fails exactly the globs Redis refuses (a key
+ *	  that two globs match goes with each).  A glob is cleared only when the
+ *	  iteration, started after the glob was taken, returned cursor 0: a
+ *	  lost connection (a Redis restart, say) fails the unit, and the next
+ *	  attempt starts again from cursor 0.  With merge_scans off each glob
+ *	  gets its own SCAN MATCH glob iteration.
  *
  * Outcomes: an error reply to a glob's UNLINK fails that glob only; an
  * error reply to SCAN fails the globs of that SCAN; a lost connection or a
@@ -51,7 +55,7 @@
 #include "globset.h"
 #include "tenant_cache.h"
 
-#define TC_UNLINK_KEYS		256		/* keys per UNLINK of literal globs */
+#define TC_UNLINK_KEYS		256		/* keys per UNLINK command */
 #define TC_PIPELINE_CMDS	64		/* UNLINKs of literal globs per round trip */
 #define TC_MAX_CURSOR_LEN	32
 
@@ -63,21 +67,29 @@ typedef struct Unit
 	bool		literal;
 } Unit;
 
-/* Scratch of a merged SCAN: the matches of one page, grouped per job. */
-typedef struct ScanPage
+/*
+ * A merged SCAN in progress: the matches of the last page, grouped per job,
+ * and the UNLINK commands sent for them (their keys point into the page's
+ * reply, kept until those commands have answered).
+ */
+typedef struct ScanState
 {
-	const TcGlobSet *set;
+	TcGlobSet  *set;
 	redisReply *key;			/* the key being matched */
 	int			npairs;
 	int			cap;
-	int		   *pair_job;		/* (job, key) pairs of this page */
+	int		   *pair_job;		/* (job, key) pairs of the page, ... */
 	redisReply **pair_key;
+	int		   *sorted_job;		/* ... grouped by job */
+	redisReply **sorted_key;
 	int		   *count;			/* pairs per job */
-	int		   *unlink_job;		/* job of each UNLINK sent, in order */
-	int			nunlinks;
-	const char **argv;			/* argument vectors of the page's UNLINKs */
+	const char **argv;			/* scratch argument vector */
 	size_t	   *lens;
-} ScanPage;
+	int			ncmds;			/* UNLINKs in flight: pairs [from, to) */
+	int		   *cmd_from;
+	int		   *cmd_to;
+	redisReply *page;			/* the SCAN reply their keys belong to */
+} ScanState;
 
 static void *
 set_alloc(size_t size)
@@ -259,102 +271,208 @@ apply_literal(Unit *unit)
 static void
 note_match(size_t index, void *arg)
 {
-	ScanPage   *page = arg;
+	ScanState  *st = arg;
 
-	if (page->npairs == page->cap)
+	st->pair_job[st->npairs] = (int) index;
+	st->pair_key[st->npairs++] = st->key;
+}
+
+/* Append "UNLINK" and the keys of sorted pairs [from, to); false: no memory. */
+static bool
+append_unlink(ScanState *st, int from, int to)
+{
+	st->argv[0] = "UNLINK";
+	st->lens[0] = 6;
+	for (int i = from; i < to; i++)
 	{
-		page->cap *= 2;
-		page->pair_job = repalloc(page->pair_job, sizeof(int) * page->cap);
-		page->pair_key = repalloc(page->pair_key, sizeof(redisReply *) * page->cap);
+		st->argv[i - from + 1] = st->sorted_key[i]->str;
+		st->lens[i - from + 1] = st->sorted_key[i]->len;
 	}
-	page->pair_job[page->npairs] = (int) index;
-	page->pair_key[page->npairs++] = page->key;
+	return tc_redis_append_argv(to - from + 1, st->argv, st->lens);
 }
 
 /*
- * Match the keys of one SCAN page against every job and append one UNLINK
- * per job with matches (refused jobs are left alone).
+ * Match the keys of a SCAN page against every job and append UNLINKs for
+ * the matches of jobs not refused yet: TC_UNLINK_KEYS keys per command,
+ * whatever job they belong to (one command per page, usually).
  */
 static bool
-unlink_page(Unit *unit, ScanPage *page, redisReply *keys, char **err)
+unlink_page(Unit *unit, ScanState *st, redisReply *page, char **err)
 {
-	int			nargs = 0;
-	int		   *offset;
+	redisReply *keys = page->element[1];
+	int			next = 0;
 
-	page->npairs = 0;
-	page->nunlinks = 0;
+	st->npairs = 0;
+	st->ncmds = 0;
+	st->page = page;
 	for (size_t i = 0; i < keys->elements; i++)
 	{
-		page->key = keys->element[i];
-		tc_globset_match(page->set, page->key->str, page->key->len,
-						 note_match, page);
-	}
-	if (page->npairs == 0)
-		return true;
-
-	/* Group the pairs by job: counts, then a run of argv per job. */
-	memset(page->count, 0, sizeof(int) * unit->n);
-	for (int i = 0; i < page->npairs; i++)
-		page->count[page->pair_job[i]]++;
-	offset = palloc(sizeof(int) * unit->n);
-	page->argv = repalloc(page->argv, sizeof(char *) * (page->npairs + unit->n));
-	page->lens = repalloc(page->lens, sizeof(size_t) * (page->npairs + unit->n));
-	for (int j = 0; j < unit->n; j++)
-	{
-		offset[j] = nargs;
-		if (page->count[j] == 0)
-			continue;
-		page->argv[nargs] = "UNLINK";
-		page->lens[nargs] = 6;
-		nargs += page->count[j] + 1;
-		page->count[j] = 1;		/* next free slot after "UNLINK" */
-	}
-	for (int i = 0; i < page->npairs; i++)
-	{
-		int			j = page->pair_job[i];
-		int			slot = offset[j] + page->count[j]++;
-
-		page->argv[slot] = page->pair_key[i]->str;
-		page->lens[slot] = page->pair_key[i]->len;
-	}
-	for (int j = 0; j < unit->n; j++)
-	{
-		if (page->count[j] == 0 || unit->jobs[j]->done)
-			continue;
-		if (!tc_redis_append_argv(page->count[j], page->argv + offset[j],
-								  page->lens + offset[j]))
+		st->key = keys->element[i];
+		/* Room for every glob to match this key. */
+		if (st->npairs + unit->n > st->cap)
 		{
-			pfree(offset);
+			st->cap = 2 * (st->npairs + unit->n);
+			st->pair_job = repalloc(st->pair_job, sizeof(int) * st->cap);
+			st->pair_key = repalloc(st->pair_key, sizeof(redisReply *) * st->cap);
+			st->sorted_job = repalloc(st->sorted_job, sizeof(int) * st->cap);
+			st->sorted_key = repalloc(st->sorted_key, sizeof(redisReply *) * st->cap);
+			st->cmd_from = repalloc(st->cmd_from, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+			st->cmd_to = repalloc(st->cmd_to, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+		}
+		tc_globset_match(st->set, st->key->str, st->key->len, note_match, st);
+	}
+
+	/* Group by job (counting sort), leaving out refused jobs. */
+	memset(st->count, 0, sizeof(int) * (unit->n + 1));
+	for (int i = 0; i < st->npairs; i++)
+		if (!unit->jobs[st->pair_job[i]]->done)
+			st->count[st->pair_job[i] + 1]++;
+	for (int j = 0; j < unit->n; j++)
+		st->count[j + 1] += st->count[j];
+	for (int i = 0; i < st->npairs; i++)
+	{
+		int			j = st->pair_job[i];
+
+		if (unit->jobs[j]->done)
+			continue;
+		st->sorted_job[st->count[j]] = j;
+		st->sorted_key[st->count[j]++] = st->pair_key[i];
+	}
+	st->npairs = unit->n > 0 ? st->count[unit->n - 1] : 0;
+	st->argv = repalloc(st->argv, sizeof(char *) * (TC_UNLINK_KEYS + 1));
+	st->lens = repalloc(st->lens, sizeof(size_t) * (TC_UNLINK_KEYS + 1));
+	while (next < st->npairs)
+	{
+		int			to = Min(next + TC_UNLINK_KEYS, st->npairs);
+
+		if (!append_unlink(st, next, to))
+		{
 			tc_redis_protocol_error("could not format Redis UNLINK", err);
 			return false;
 		}
-		page->unlink_job[page->nunlinks++] = j;
+		st->cmd_from[st->ncmds] = next;
+		st->cmd_to[st->ncmds++] = to;
+		next = to;
 	}
-	pfree(offset);
 	return true;
 }
 
-/* The MATCH of the unit's SCAN; NULL when every key must be looked at. */
-static char *
-scan_match(Unit *unit, const TcGlobSet *set, size_t *len)
+/*
+ * A combined UNLINK was refused (say ACL NOPERM on one tenant's keys): it
+ * removed nothing.  Send each job's keys of it in a command of their own,
+ * so that the refusal fails exactly the jobs Redis refuses.
+ */
+static bool
+unlink_per_job(Unit *unit, ScanState *st, int from, int to, char **err)
 {
-	const char *common;
-	size_t		clen;
+	int			njobs = 0;
+	int		   *jobs = palloc(sizeof(int) * (to - from));
+	redisReply **replies;
+
+	for (int i = from; i < to;)
+	{
+		int			j = st->sorted_job[i];
+		int			end = i;
+
+		while (end < to && st->sorted_job[end] == j)
+			end++;
+		if (!unit->jobs[j]->done)
+		{
+			if (!append_unlink(st, i, end))
+			{
+				tc_redis_protocol_error("could not format Redis UNLINK", err);
+				return false;
+			}
+			jobs[njobs++] = j;
+		}
+		i = end;
+	}
+	replies = palloc(sizeof(redisReply *) * Max(njobs, 1));
+	if (njobs > 0 && tc_redis_exchange(njobs, replies, err) != TC_REDIS_OK)
+		return false;
+	for (int k = 0; k < njobs; k++)
+		if (!take_unlink_reply(unit->jobs[jobs[k]], replies[k], err))
+		{
+			for (int m = k + 1; m < njobs; m++)
+				freeReplyObject(replies[m]);
+			return false;
+		}
+	pfree(jobs);
+	pfree(replies);
+	return true;
+}
+
+/* The replies to the UNLINKs of the last page; then its reply can go. */
+static bool
+take_page_replies(Unit *unit, ScanState *st, redisReply **replies, char **err)
+{
+	bool		ok = true;
+
+	for (int c = 0; c < st->ncmds; c++)
+	{
+		redisReply *r = replies[c];
+
+		if (!ok)
+			freeReplyObject(r);
+		else if (r->type == REDIS_REPLY_ERROR)
+		{
+			freeReplyObject(r);
+			ok = unlink_per_job(unit, st, st->cmd_from[c], st->cmd_to[c], err);
+		}
+		else
+			ok = take_unlink_reply(unit->jobs[st->sorted_job[st->cmd_from[c]]], r, err);
+	}
+	st->ncmds = 0;
+	if (st->page != NULL)
+		freeReplyObject(st->page);
+	st->page = NULL;
+	return ok;
+}
+
+/*
+ * The MATCH of the unit's SCAN: the glob itself when there is only one,
+ * else the cover of all (globset.c); NULL when every key must be looked at.
+ */
+static char *
+scan_match(Unit *unit, const char **globs, size_t *glens, size_t *len)
+{
 	char	   *match;
 
 	if (unit->n == 1)
 	{
-		*len = strlen(unit->jobs[0]->glob);
-		return pstrdup(unit->jobs[0]->glob);
+		*len = glens[0];
+		return pstrdup(globs[0]);
 	}
-	common = tc_globset_common_prefix(set, &clen);
-	if (clen == 0)
-		return NULL;
-	match = palloc(tc_glob_escaped_len(common, clen) + 2);
-	*len = tc_glob_escape(match, common, clen);
-	match[(*len)++] = '*';
-	match[*len] = '\0';
-	return match;
+	match = palloc(3 * glens[0] + 8);
+	*len = tc_glob_cover(globs, glens, unit->n, match, set_alloc, set_free);
+	return *len > 0 ? match : NULL;
+}
+
+static void
+init_scan_state(ScanState *st, Unit *unit, const char **globs, size_t *glens)
+{
+	memset(st, 0, sizeof(ScanState));
+	st->set = tc_globset_build(globs, glens, unit->n, set_alloc, set_free);
+	st->cap = 2048;
+	st->pair_job = palloc(sizeof(int) * st->cap);
+	st->pair_key = palloc(sizeof(redisReply *) * st->cap);
+	st->sorted_job = palloc(sizeof(int) * st->cap);
+	st->sorted_key = palloc(sizeof(redisReply *) * st->cap);
+	st->cmd_from = palloc(sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+	st->cmd_to = palloc(sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+	st->count = palloc(sizeof(int) * (unit->n + 1));
+	st->argv = palloc(sizeof(char *));
+	st->lens = palloc(sizeof(size_t));
+}
+
+/* A lost connection mid-SCAN: drop the page kept for its UNLINKs. */
+static bool
+scan_io_error(Unit *unit, ScanState *st, const char *error)
+{
+	if (st->page != NULL)
+		freeReplyObject(st->page);
+	st->page = NULL;
+	return unit_io_error(unit, error);
 }
 
 static bool
@@ -362,12 +480,13 @@ apply_scan(Unit *unit)
 {
 	const char **globs = palloc(sizeof(char *) * unit->n);
 	size_t	   *glens = palloc(sizeof(size_t) * unit->n);
-	ScanPage	page;
+	ScanState	st;
 	char	   *match;
 	size_t		matchlen = 0;
 	char		cursor[TC_MAX_CURSOR_LEN] = "0";
 	bool		more = true;
-	redisReply **replies = palloc(sizeof(redisReply *) * (unit->n + 1));
+	redisReply **replies = NULL;
+	int			nalloc = 0;
 	char	   *err = NULL;
 
 	for (int i = 0; i < unit->n; i++)
@@ -375,41 +494,36 @@ apply_scan(Unit *unit)
 		globs[i] = unit->jobs[i]->glob;
 		glens[i] = strlen(globs[i]);
 	}
-	memset(&page, 0, sizeof(page));
-	page.set = tc_globset_build(globs, glens, unit->n, set_alloc, set_free);
-	page.cap = 1024;
-	page.pair_job = palloc(sizeof(int) * page.cap);
-	page.pair_key = palloc(sizeof(redisReply *) * page.cap);
-	page.count = palloc(sizeof(int) * unit->n);
-	page.unlink_job = palloc(sizeof(int) * unit->n);
-	page.argv = palloc(sizeof(char *));
-	page.lens = palloc(sizeof(size_t));
-	match = scan_match(unit, page.set, &matchlen);
+	init_scan_state(&st, unit, globs, glens);
+	match = scan_match(unit, globs, glens, &matchlen);
 
 	if (!tc_redis_append_scan(cursor, match, matchlen))
 	{
 		tc_redis_protocol_error("could not format Redis SCAN", &err);
 		return unit_io_error(unit, err);
 	}
-	while (more || page.nunlinks > 0)
+	while (more || st.ncmds > 0)
 	{
-		int			nreplies = page.nunlinks + (more ? 1 : 0);
+		int			nreplies = st.ncmds + (more ? 1 : 0);
 		redisReply *scan;
-		int			nunlinks = page.nunlinks;
 
+		if (nreplies > nalloc)
+		{
+			nalloc = 2 * nreplies;
+			replies = replies ? repalloc(replies, sizeof(redisReply *) * nalloc) :
+				palloc(sizeof(redisReply *) * nalloc);
+		}
 		if (tc_redis_exchange(nreplies, replies, &err) != TC_REDIS_OK)
+			return scan_io_error(unit, &st, err);
+		scan = more ? replies[nreplies - 1] : NULL;
+		if (!take_page_replies(unit, &st, replies, &err))
+		{
+			if (scan)
+				freeReplyObject(scan);
 			return unit_io_error(unit, err);
-		page.nunlinks = 0;
-		for (int i = 0; i < nunlinks; i++)
-			if (!take_unlink_reply(unit->jobs[page.unlink_job[i]], replies[i], &err))
-			{
-				for (int j = i + 1; j < nreplies; j++)
-					freeReplyObject(replies[j]);
-				return unit_io_error(unit, err);
-			}
+		}
 		if (!more)
 			break;
-		scan = replies[nunlinks];
 		if (tc_redis_error_reply(scan, "Redis SCAN failed", &err))
 		{
 			freeReplyObject(scan);
@@ -426,20 +540,18 @@ apply_scan(Unit *unit)
 		memcpy(cursor, scan->element[0]->str, scan->element[0]->len);
 		cursor[scan->element[0]->len] = '\0';
 		more = strcmp(cursor, "0") != 0;
-		/* hiredis copies the arguments: the reply can go after this. */
-		if (!unlink_page(unit, &page, scan->element[1], &err) ||
+		/* The reply stays until its UNLINKs have answered. */
+		if (!unlink_page(unit, &st, scan, &err) ||
 			(more && !tc_redis_append_scan(cursor, match, matchlen)))
 		{
-			freeReplyObject(scan);
 			if (err == NULL)
 				tc_redis_protocol_error("could not format Redis SCAN", &err);
-			return unit_io_error(unit, err);
+			return scan_io_error(unit, &st, err);
 		}
-		freeReplyObject(scan);
 	}
 	/* A full iteration, from cursor 0 back to 0, started after the globs. */
 	finish_rest(unit, TC_REDIS_OK, NULL);
-	tc_globset_destroy((TcGlobSet *) page.set);
+	tc_globset_destroy(st.set);
 	return true;
 }
 

@@ -17,6 +17,16 @@
  * pattern and key (not just the rest after the prefix: Redis lets "ab*"
  * match "ab" although "*" does not match "").
  *
+ * tc_glob_cover() builds the MATCH of a merged SCAN.  A key that a pattern
+ * matches starts with the pattern's literal prefix and then holds each
+ * literal run of the rest of the pattern (bytes between wildcards, escapes
+ * removed) in order, without overlap.  So "PREFIX*R1*R2*...*", where PREFIX
+ * is the prefix common to all patterns and R1, R2, ... runs that every
+ * pattern has in that order (a common subsequence, with what each pattern's
+ * prefix has beyond PREFIX counted as its first run), matches every key any
+ * of them matches: for the globs of many tenants, "tenant:*:bu:*:dash*"
+ * lets Redis drop the other patterns' keys before they cross the network.
+ *
  *-------------------------------------------------------------------------
  */
 #include <stdbool.h>
@@ -341,4 +351,223 @@ tc_globset_common_prefix(const TcGlobSet *set, size_t *len)
 {
 	*len = set->common_len;
 	return set->common;
+}
+
+/* ---- the cover of a set of patterns ---- */
+
+#define TC_COVER_MAX_RUNS 32	/* runs of a pattern considered */
+
+typedef struct Run
+{
+	const char *p;				/* unescaped bytes, in the scratch buffer */
+	size_t		len;
+} Run;
+
+/*
+ * Step over the class that starts at pattern[*i] exactly as Redis' matcher
+ * reads it (see globmatch.c): an escape takes two bytes, "x-y" is a range
+ * even when y is "]", a "]" elsewhere closes it.  Leaves *i on the "]";
+ * false when the class is not closed.
+ */
+static bool
+skip_class(const char *pattern, size_t plen, size_t *i)
+{
+	size_t		j = *i + 1;
+
+	if (j < plen && pattern[j] == '^')
+		j++;
+	for (;;)
+	{
+		if (j >= plen)
+			return false;
+		if (pattern[j] == '\\' && plen - j >= 2)
+			j += 2;
+		else if (pattern[j] == ']')
+			break;
+		else if (plen - j >= 3 && pattern[j + 1] == '-')
+			j += 3;
+		else
+			j++;
+	}
+	*i = j;
+	return true;
+}
+
+/*
+ * The literal runs of pattern[from..plen), unescaped into *scratch (which
+ * advances); at most TC_COVER_MAX_RUNS, fewer is still sound.
+ */
+static int
+pattern_runs(const char *pattern, size_t plen, size_t from, char **scratch,
+			 Run *runs, int nruns)
+{
+	size_t		len = 0;
+	char	   *start = *scratch;
+
+	for (size_t i = from; i <= plen && nruns < TC_COVER_MAX_RUNS; i++)
+	{
+		char		c = i < plen ? pattern[i] : '*';
+
+		if (c == '*' || c == '?' || c == '[')
+		{
+			if (len > 0)
+				runs[nruns++] = (Run) {start, len};
+			start += len;
+			len = 0;
+			if (c == '[' && !skip_class(pattern, plen, &i))
+				break;			/* unclosed: the class takes the rest */
+			continue;
+		}
+		if (c == '\\' && i + 1 < plen)
+			c = pattern[++i];
+		start[len++] = c;
+	}
+	*scratch = start + len;
+	return nruns;
+}
+
+static bool
+same_run(const Run *a, const Run *b)
+{
+	return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+/* common = a longest common subsequence of common and other (by equality). */
+static int
+common_runs(Run *common, int ncommon, const Run *other, int nother,
+			unsigned short (*dp)[TC_COVER_MAX_RUNS + 1])
+{
+	int			n = 0;
+	Run			out[TC_COVER_MAX_RUNS];
+
+	for (int i = ncommon; i >= 0; i--)
+		for (int j = nother; j >= 0; j--)
+		{
+			if (i == ncommon || j == nother)
+				dp[i][j] = 0;
+			else if (same_run(&common[i], &other[j]))
+				dp[i][j] = dp[i + 1][j + 1] + 1;
+			else
+				dp[i][j] = dp[i + 1][j] > dp[i][j + 1] ? dp[i + 1][j] : dp[i][j + 1];
+		}
+	for (int i = 0, j = 0; i < ncommon && j < nother;)
+	{
+		if (same_run(&common[i], &other[j]))
+		{
+			out[n++] = common[i];
+			i++;
+			j++;
+		}
+		else if (dp[i + 1][j] >= dp[i][j + 1])
+			i++;
+		else
+			j++;
+	}
+	memcpy(common, out, n * sizeof(Run));
+	return n;
+}
+
+/* Length of the pattern's bytes that make its literal prefix. */
+static size_t
+prefix_end(const char *pattern, size_t plen)
+{
+	size_t		i;
+
+	for (i = 0; i < plen; i++)
+	{
+		if (pattern[i] == '*' || pattern[i] == '?' || pattern[i] == '[')
+			break;
+		if (pattern[i] == '\\' && i + 1 < plen)
+			i++;
+	}
+	return i;
+}
+
+/* Runs of pattern k: its prefix beyond the common one, then its rest. */
+static int
+all_runs(const char *pattern, size_t plen, size_t common_len, char **scratch,
+		 Run *runs)
+{
+	size_t		end = prefix_end(pattern, plen);
+	size_t		plen_unesc = tc_glob_literal_prefix(pattern, end, *scratch);
+	int			n = 0;
+
+	if (plen_unesc > common_len)
+	{
+		runs[n++] = (Run) {*scratch + common_len, plen_unesc - common_len};
+		*scratch += plen_unesc;
+	}
+	return pattern_runs(pattern, plen, end, scratch, runs, n);
+}
+
+size_t
+tc_glob_cover(const char *const *patterns, const size_t *lens, size_t n,
+			  char *out, tc_globset_alloc alloc, tc_globset_free dealloc)
+{
+	size_t		common_len = 0,
+				total = 0,
+				olen;
+	char	   *scratch,
+			   *first;
+	char	   *prefix0;
+	Run			common[TC_COVER_MAX_RUNS],
+				other[TC_COVER_MAX_RUNS];
+	int			ncommon;
+	unsigned short (*dp)[TC_COVER_MAX_RUNS + 1];
+
+	if (n == 0)
+		return 0;
+	for (size_t k = 0; k < n; k++)
+		total += lens[k];
+	scratch = alloc(2 * total + 1);
+	prefix0 = alloc(lens[0] + 1);
+	dp = alloc(sizeof(unsigned short) * (TC_COVER_MAX_RUNS + 1) * (TC_COVER_MAX_RUNS + 1));
+	if (scratch == NULL || prefix0 == NULL || dp == NULL)
+	{
+		olen = 0;
+		goto done;
+	}
+	/* the common literal prefix, unescaped */
+	common_len = tc_glob_literal_prefix(patterns[0], lens[0], prefix0);
+	for (size_t k = 1; k < n && common_len > 0; k++)
+	{
+		char	   *pk = scratch;
+		size_t		len = tc_glob_literal_prefix(patterns[k], lens[k], pk);
+		size_t		m = 0;
+
+		while (m < len && m < common_len && pk[m] == prefix0[m])
+			m++;
+		common_len = m;
+	}
+	first = scratch;
+	ncommon = all_runs(patterns[0], lens[0], common_len, &first, common);
+	for (size_t k = 1; k < n && ncommon > 0; k++)
+	{
+		char	   *s = first;
+		int			nother = all_runs(patterns[k], lens[k], common_len, &s, other);
+
+		ncommon = common_runs(common, ncommon, other, nother, dp);
+	}
+	if (common_len == 0 && ncommon == 0)
+		olen = 0;
+	else
+	{
+		olen = tc_glob_escape(out, prefix0, common_len);
+		for (int i = 0; i < ncommon; i++)
+		{
+			out[olen++] = '*';
+			olen += tc_glob_escape(out + olen, common[i].p, common[i].len);
+		}
+		out[olen++] = '*';
+	}
+done:
+	if (dealloc)
+	{
+		void	   *temps[] = {scratch, prefix0, dp};
+
+		for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
+			if (temps[i] != NULL)
+				dealloc(temps[i]);
+	}
+	return olen;
 }

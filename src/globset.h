@@ -64,4 +64,17 @@ extern size_t tc_globset_match(const TcGlobSet *set, const char *key,
  */
 extern const char *tc_globset_common_prefix(const TcGlobSet *set, size_t *len);
 
+/*
+ * A glob that matches every key that any of the n patterns matches (and
+ * usually more), for SCAN MATCH: their common literal prefix, then the
+ * literal runs that every pattern has in the same order, joined and ended
+ * by "*", escaped.  Written to out, which must hold 3 * lens[0] + 8 bytes
+ * (no NUL added); returns its length, or 0 when it would not narrow
+ * anything (no common prefix and no common run: SCAN without MATCH) or
+ * when alloc failed.
+ */
+extern size_t tc_glob_cover(const char *const *patterns, const size_t *lens,
+							size_t n, char *out, tc_globset_alloc alloc,
+							tc_globset_free dealloc);
+
 #endif							/* TC_GLOBSET_H */

@@ -12,7 +12,9 @@
  *       selects, each once;
  *   (b) every matched key starts with that pattern's literal prefix
  *       (tc_glob_literal_prefix) and with the set's common prefix;
- *   (c) the set's common prefix is a prefix of every literal prefix.
+ *   (c) the set's common prefix is a prefix of every literal prefix;
+ *   (d) tc_glob_cover() of the patterns matches every key that one of them
+ *       matches (its length 0 means: no MATCH, every key).
  * Every buffer is an exactly sized heap copy, so AddressSanitizer sees
  * over-reads; the set's memory is checked for leaks.
  */
@@ -131,6 +133,30 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				fail("a matched key lacks the literal prefix",
 					 pats.p[i], pats.len[i], keys.p[k], keys.len[k]);
 		free(prefix);
+	}
+	if (pats.n > 0)
+	{
+		size_t		cap = 3 * pats.len[0] + 8;
+		char	   *cover = malloc(cap);
+		size_t		clen;
+
+		if (cover == NULL)
+			abort();
+		clen = tc_glob_cover((const char *const *) pats.p, pats.len, pats.n,
+							 cover, malloc, free);
+		if (clen > cap)
+			fail("cover overflows its buffer", cover, clen, NULL, 0);
+		for (size_t k = 0; k < keys.n && clen > 0; k++)
+			for (size_t i = 0; i < pats.n; i++)
+			{
+				bool		m = (pats.len[i] == 1 && pats.p[i][0] == '*') ||
+					tc_glob_match(pats.p[i], pats.len[i], keys.p[k], keys.len[k], false);
+
+				if (m && !tc_glob_match(cover, clen, keys.p[k], keys.len[k], false))
+					fail("the cover misses a key that a pattern matches",
+						 cover, clen, keys.p[k], keys.len[k]);
+			}
+		free(cover);
 	}
 	for (size_t k = 0; k < keys.n; k++)
 	{

@@ -18,6 +18,7 @@
 #    both tenants' globs (exact and SCAN ones) clears tenant 1's keys while
 #    tenant 2's entries stay queued with NOPERM in last_error; once allowed,
 #    they are applied;
+#  - pg_dump/restore keeps the column filter and the placeholders;
 #  - Redis killed in the middle of a merged SCAN (scan_count 10, 205,000
 #    keys) and started again empty: every glob of the batch stays queued with
 #    a failed attempt; once the keys are loaded again, the globs are applied
@@ -306,6 +307,35 @@ set_conf('tenant_cache.merge_scans', 'on');
 	ok(drained(), 'restart: the globs are applied');
 	is($redis->count_existing(@globbed), 0, 'restart: every key of the globs is gone');
 	is($redis->dbsize, scalar(@other), 'restart: no other key was touched');
+}
+
+# 5. pg_dump/restore keeps the column filter (it lives in the triggers'
+# arguments) and the placeholders (in the dumped dependency table).
+{
+	$node->safe_psql(
+		'postgres', q{
+		SELECT tenant_cache.unwatch_table('profiles');
+		SELECT tenant_cache.watch_table('profiles', 'Profile', 'tenant_id', 'client_id',
+		                                'bu_id', columns => ARRAY['theme']);
+		CREATE DATABASE restored;});
+	my $dump = "$PostgreSQL::Test::Utils::tmp_check/012.dump";
+	$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ],
+		'dump: pg_dump');
+	$node->command_ok([ 'pg_restore', '-d', $node->connstr('restored'), $dump ],
+		'dump: pg_restore');
+	is($node->safe_psql('restored',
+			"SELECT columns FROM tenant_cache.watched_tables WHERE table_name = 'profiles'::regclass"),
+		'{theme}', 'dump: the column filter is restored');
+	# The worker drains database postgres only: the queue shows what is queued.
+	$node->safe_psql('restored', q{
+		TRUNCATE tenant_cache.pending;
+		UPDATE profiles SET user_id = user_id WHERE id = 1;});
+	is($node->safe_psql('restored', 'SELECT count(*) FROM tenant_cache.queue'), '0',
+		'dump: an UPDATE changing no filter column queues nothing');
+	$node->safe_psql('restored', "UPDATE profiles SET theme = 'restored' WHERE id = 1");
+	is($node->safe_psql('restored', 'SELECT glob FROM tenant_cache.queue'),
+		'tenant:t1:client:1:bu:1:user:1:prefs',
+		'dump: an UPDATE of a filter column queues the exact key of the row');
 }
 
 $node->stop;
