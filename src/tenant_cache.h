@@ -17,7 +17,6 @@
 #include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 #include "storage/block.h"
-#include "executor/spi.h"
 
 #define TC_SCHEMA			"tenant_cache"
 #define TC_QUEUE_TABLE		"pending"
@@ -156,7 +155,8 @@ extern void tc_trigger_init(void);
 /* Worker (worker.c) */
 extern void tc_register_worker(void);
 extern PGDLLEXPORT void tc_worker_main(Datum main_arg);
-extern int	tc_spi_run(SPIPlanPtr *plan, const char *sql, int nargs,
+struct _SPI_plan;				/* executor/spi.h: SPIPlanPtr */
+extern int	tc_spi_run(struct _SPI_plan **plan, const char *sql, int nargs,
 					   Oid *argtypes, Datum *args, int expected);
 
 
