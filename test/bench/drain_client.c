@@ -183,7 +183,7 @@ drain(PGconn *pg, long nglobs)
 	{
 		int			empty;
 
-		res = pg_exec(pg, "SELECT NOT EXISTS (SELECT 1 FROM tenant_cache.pending)",
+		res = pg_exec(pg, "SELECT NOT EXISTS (SELECT 1 FROM tenant_cache.queue)",
 					  PGRES_TUPLES_OK);
 		empty = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 		PQclear(res);
