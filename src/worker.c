@@ -45,6 +45,7 @@ typedef struct QueueRow
 	int			attempts;
 	bool		applied;		/* applied once, this is its repeat */
 	TimestampTz enqueued_at;
+	bool		ok;				/* its glob was applied in this batch */
 } QueueRow;
 
 /*
@@ -310,6 +311,7 @@ fetch_batch(QueueRow **rows)
 		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 		(*rows)[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		(*rows)[i].enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+		(*rows)[i].ok = false;
 	}
 	/* Rows come in id order: continue after the last, or start over. */
 	scan_after_id = n == tc_batch_size ? (*rows)[n - 1].id : 0;
@@ -319,36 +321,38 @@ fetch_batch(QueueRow **rows)
 
 /* The ids of rows[from..to), all of them or only those (not) applied before. */
 static Datum
-ids_array(QueueRow *rows, int from, int to, int applied)
+ids_array(QueueRow *rows, int from, int to, int applied, bool only_ok)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(to - from, 1));
 	int			n = 0;
 
 	for (int i = from; i < to; i++)
-		if (applied < 0 || rows[i].applied == (applied > 0))
+		if ((applied < 0 || rows[i].applied == (applied > 0)) &&
+			(!only_ok || rows[i].ok))
 			ids[n++] = Int64GetDatum(rows[i].id);
 	return PointerGetDatum(construct_array(ids, n, INT8OID, 8,
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
- * A glob was applied: its rows go, except that with repeat_after_ms the
- * rows applied for the first time stay, marked, until their repeat is due.
+ * The rows whose glob was applied (ok) go, in one statement for the batch,
+ * except that with repeat_after_ms the rows applied for the first time stay,
+ * marked, until their repeat is due.
  */
 static void
-finish_rows(QueueRow *rows, int from, int to)
+finish_rows(QueueRow *rows, int n)
 {
 	Oid			argtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 	Datum		args[2];
 	bool		repeat = tc_repeat_after_ms > 0;
 
-	args[0] = ids_array(rows, from, to, repeat ? 1 : -1);
+	args[0] = ids_array(rows, 0, n, repeat ? 1 : -1, true);
 	tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.pending "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
 			   1, argtypes, args, SPI_OK_DELETE);
 	if (!repeat)
 		return;
-	args[0] = ids_array(rows, from, to, 0);
+	args[0] = ids_array(rows, 0, n, 0, true);
 	args[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  tc_repeat_after_ms));
 	tc_spi_run(&repeat_plan, "UPDATE tenant_cache.pending "
@@ -368,7 +372,7 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 
 	for (int i = from; i < to; i++)
 		attempts = Max(attempts, rows[i].attempts + 1);
-	args[0] = ids_array(rows, from, to, -1);
+	args[0] = ids_array(rows, from, to, -1, false);
 	args[1] = CStringGetTextDatum(err);
 	args[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  backoff_ms(attempts)));
@@ -433,7 +437,8 @@ apply_batch(QueueRow *rows, int n)
 			continue;
 		if (job->status == TC_REDIS_OK)
 		{
-			finish_rows(rows, first[j], first[j + 1]);
+			for (int i = first[j]; i < first[j + 1]; i++)
+				rows[i].ok = true;
 			tc_stats_applied(job->glob, job->deleted,
 							 first_enqueued_at(rows, first[j], first[j + 1]));
 			note_redis_success();
@@ -447,6 +452,7 @@ apply_batch(QueueRow *rows, int n)
 		if (job->status == TC_REDIS_IO_ERROR && io_error == NULL)
 			io_error = job->error;
 	}
+	finish_rows(rows, n);
 	if (io_error != NULL)
 		note_redis_failure("lost its connection to", io_error);
 	return complete;
