@@ -75,11 +75,12 @@ static SPIPlanPtr repeat_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
 
 /*
- * Shortest period between the starts of two batches of a busy stream (more
- * than TC_BUSY_BATCH_ROWS rows, fewer than batch_size), see coalesce_commits.
+ * Batches of a busy stream of commits start no sooner than
+ * TC_BATCH_PERIOD_US_PER_ROW per entry of the previous batch after it, up
+ * to TC_MAX_BATCH_PERIOD_MS; see coalesce_commits.
  */
-#define TC_MIN_BATCH_PERIOD_MS 5
-#define TC_BUSY_BATCH_ROWS 4
+#define TC_BATCH_PERIOD_US_PER_ROW 25
+#define TC_MAX_BATCH_PERIOD_MS 20
 
 /* Upper bound on the time one batch holds its transaction open. */
 #define TC_BATCH_TIME_LIMIT_MS 2000
@@ -141,20 +142,25 @@ debug_pause(int ms)
 
 /*
  * Under a stream of commits each one would start a batch of its own, and
- * the worker would spend a core on tiny batches.  After a batch of a busy
- * stream, let TC_MIN_BATCH_PERIOD_MS pass since it began before the next,
- * so that commits arriving meanwhile share it; a quiet stream (a commit now
- * and then) is applied at once.  Latches set meanwhile are not lost: the
- * next batch reads all that committed.
+ * the worker's wake-ups, transactions and round trips would take the CPU
+ * the writers need.  After a batch of `taken` entries, let a period that
+ * grows with it pass since it began before the next, so that commits
+ * arriving meanwhile share it: a quiet stream (a commit now and then) is
+ * applied at once, a heavy one in batches every TC_MAX_BATCH_PERIOD_MS.
+ * Latches set meanwhile are not lost: the next batch reads all that
+ * committed.  A full batch (a backlog) is followed at once.
  */
 static void
-coalesce_commits(TimestampTz batch_start)
+coalesce_commits(TimestampTz batch_start, int taken)
 {
-	long		left = TC_MIN_BATCH_PERIOD_MS -
-		TimestampDifferenceMilliseconds(batch_start, GetCurrentTimestamp());
+	int64		period_us = Min((int64) taken * TC_BATCH_PERIOD_US_PER_ROW,
+								TC_MAX_BATCH_PERIOD_MS * 1000L);
+	int64		left = period_us - (GetCurrentTimestamp() - batch_start);
 
+	if (taken >= tc_batch_size)
+		return;
 	if (left > 0)
-		pg_usleep(left * 1000L);	/* a signal (SIGTERM) ends it early */
+		pg_usleep((long) left);	/* a signal (SIGTERM) ends it early */
 	CHECK_FOR_INTERRUPTS();
 }
 
@@ -602,8 +608,8 @@ tc_worker_main(Datum main_arg)
 			taken = absorb_only();
 			if (taken == 0)
 				wait_for(wait_ms);
-			else if (taken > TC_BUSY_BATCH_ROWS)
-				coalesce_commits(cycle_start);
+			else
+				coalesce_commits(cycle_start, taken);
 			continue;
 		}
 		cycle_start = GetCurrentTimestamp();
@@ -612,8 +618,7 @@ tc_worker_main(Datum main_arg)
 		/* More may be waiting, or a wake-up was consumed during Redis I/O. */
 		if (taken > 0)
 		{
-			if (taken > TC_BUSY_BATCH_ROWS && taken < tc_batch_size)
-				coalesce_commits(cycle_start);
+			coalesce_commits(cycle_start, taken);
 			continue;
 		}
 		if (!ext_missing)
