@@ -181,19 +181,29 @@ tc_queue_glob(const char *glob)
 static void
 append_key_part(StringInfo key, const char *value)
 {
+	char		digits[12];
+	size_t		len;
+
 	if (value == NULL)
-		appendStringInfoString(key, "|-");
-	else
-		appendStringInfo(key, "|%zu:%s", strlen(value), value);
+	{
+		appendBinaryStringInfo(key, "|-", 2);
+		return;
+	}
+	/* "|<length>:<value>", without the cost of a printf per row */
+	len = strlen(value);
+	appendStringInfoChar(key, '|');
+	appendBinaryStringInfo(key, digits, pg_ultoa_n((uint32) len, digits));
+	appendStringInfoChar(key, ':');
+	appendBinaryStringInfo(key, value, len);
 }
 
-/* Unambiguous key of (model, values, column values): length-prefixed parts. */
+/* Unambiguous key of (model, values): length-prefixed parts. */
 static void
 build_values_key(StringInfo key, const TcModelDeps *deps,
 				 const char *const values[TC_NLEVELS],
 				 const char *const *colvals)
 {
-	appendStringInfo(key, "%zu:%s", strlen(deps->model), deps->model);
+	append_key_part(key, deps->model);
 	for (int i = 0; i < TC_NLEVELS; i++)
 		append_key_part(key, values[i]);
 	for (int i = 0; i < deps->columns.n; i++)
