@@ -550,6 +550,13 @@ tc_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(tc_database, NULL, 0);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The worker's commits only record work done (rows folded, globs
+	 * applied): one lost in a crash is done again, which is harmless, so
+	 * they need not wait for the WAL flush the writers' commits wait for.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
 	tc_worker_attach();
 	tc_stats_worker_started();
