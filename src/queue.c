@@ -58,6 +58,36 @@ typedef struct StrEntry
 #define SH_DEFINE
 #include "lib/simplehash.h"
 
+/*
+ * A set of binary row keys (the raw images of a row's columns, see
+ * tc_queue_row_seen), checked before the values are printed.
+ */
+typedef struct BinKey
+{
+	const char *data;
+	uint32		len;
+} BinKey;
+
+typedef struct BinEntry
+{
+	BinKey		key;
+	uint32		hash;
+	char		status;
+} BinEntry;
+
+#define SH_PREFIX binset
+#define SH_ELEMENT_TYPE BinEntry
+#define SH_KEY_TYPE BinKey
+#define SH_KEY key
+#define SH_HASH_KEY(tb, k) hash_bytes((const unsigned char *) (k).data, (k).len)
+#define SH_EQUAL(tb, a, b) ((a).len == (b).len && memcmp((a).data, (b).data, (a).len) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a) ((a)->hash)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
 /* Globs added while one subtransaction was the innermost to add any. */
 typedef struct QueueFrame
 {
@@ -69,6 +99,7 @@ static MemoryContext xact_cxt = NULL;	/* NULL: nothing queued (quick exit) */
 static strset_hash *globs = NULL;
 static List *frames = NIL;		/* QueueFrame *, innermost last */
 static strset_hash *seen_values = NULL; /* row values already expanded */
+static binset_hash *seen_rows = NULL;	/* ... and their binary images */
 static uint64 seen_values_gen = 0;	/* dependency cache generation ... */
 static uint64 seen_values_kfgen = 0;	/* ... and key format it assumes */
 static bool flushed = false;	/* this transaction's set was written */
@@ -101,6 +132,7 @@ ensure_xact_state(void)
 									 ALLOCSET_DEFAULT_SIZES);
 	globs = strset_create(xact_cxt, 64, NULL);
 	seen_values = strset_create(xact_cxt, 64, NULL);
+	seen_rows = binset_create(xact_cxt, 64, NULL);
 	seen_values_gen = 0;
 	frames = NIL;
 }
@@ -112,6 +144,7 @@ reset_xact_state(void)
 	xact_cxt = NULL;
 	globs = NULL;
 	seen_values = NULL;
+	seen_rows = NULL;
 	frames = NIL;
 }
 
@@ -211,6 +244,54 @@ build_values_key(StringInfo key, const TcModelDeps *deps,
 }
 
 /*
+ * What was seen was expanded with the dependency cache and key format of
+ * then: forget it when either changed.
+ */
+static void
+check_seen_generation(void)
+{
+	uint64		gen = tc_depcache_generation();
+	uint64		kfgen = tc_key_format_generation();
+
+	if (seen_values_gen != gen || seen_values_kfgen != kfgen)
+	{
+		strset_reset(seen_values);
+		binset_reset(seen_rows);
+		seen_values_gen = gen;
+		seen_values_kfgen = kfgen;
+	}
+}
+
+/*
+ * Row keys: a trigger describes a row by the binary images of the columns
+ * its globs are built from (with the model's identity); a key seen before in
+ * this transaction was queued already, and the row costs one hash lookup
+ * instead of printing its values.  tc_queue_row_seen() asks,
+ * tc_queue_row_mark() records after the row was queued.
+ */
+bool
+tc_queue_row_seen(const char *key, uint32 len)
+{
+	BinKey		k = {key, len};
+
+	ensure_xact_state();
+	check_seen_generation();
+	return binset_lookup(seen_rows, k) != NULL;
+}
+
+void
+tc_queue_row_mark(const char *key, uint32 len)
+{
+	BinKey		k;
+	bool		found;
+
+	k.data = MemoryContextAlloc(xact_cxt, len);
+	memcpy((char *) k.data, key, len);
+	k.len = len;
+	binset_insert(seen_rows, k, &found);
+}
+
+/*
  * Queue every pattern of a model for one row's values (NULL: every value at
  * that level) and the values of the columns its placeholders name
  * (colvals[i] for deps->columns.names[i]; NULL or colvals NULL: every
@@ -222,20 +303,13 @@ tc_queue_model_values(const TcModelDeps *deps,
 					  const char *const values[TC_NLEVELS],
 					  const char *const *colvals)
 {
-	uint64		gen = tc_depcache_generation();
-	uint64		kfgen = tc_key_format_generation();
 	StringInfo	key;
 	bool		found;
 
 	if (deps == NULL)
 		return 0;
 	ensure_xact_state();
-	if (seen_values_gen != gen || seen_values_kfgen != kfgen)
-	{
-		strset_reset(seen_values);
-		seen_values_gen = gen;
-		seen_values_kfgen = kfgen;
-	}
+	check_seen_generation();
 	key = scratch(0);
 	build_values_key(key, deps, values, colvals);
 	if (strset_lookup(seen_values, key->data) != NULL)
@@ -450,6 +524,7 @@ queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		frames = list_delete_last(frames);
 		/* Values seen in the aborted savepoint must be expanded again. */
 		strset_reset(seen_values);
+		binset_reset(seen_rows);
 	}
 }
 

@@ -143,6 +143,8 @@ extern int	tc_queue_model_values(const TcModelDeps *deps,
 								  const char *const values[TC_NLEVELS],
 								  const char *const *colvals);
 extern bool tc_queue_glob(const char *glob);
+extern bool tc_queue_row_seen(const char *key, uint32 len);
+extern void tc_queue_row_mark(const char *key, uint32 len);
 extern void tc_check_can_queue(void);
 
 /* Inbox to queue (absorb.c) */

@@ -283,18 +283,82 @@ print_columns(const ColumnSet *set, TupleTableSlot *slot, const char **values)
 	}
 }
 
-/* Queue the model's patterns for one row. */
+/* Append the binary images of the columns' values to a row key. */
+static void
+append_images(StringInfo key, const ColumnSet *set, TupleTableSlot *slot)
+{
+	for (int i = 0; i < set->n; i++)
+	{
+		bool		isnull = true;
+		Datum		d = 0;
+		char		tag;
+
+		if (set->attnum[i] > 0)
+			d = slot_getattr(slot, set->attnum[i], &isnull);
+		tag = set->attnum[i] == 0 ? 'u' : isnull ? 'n' : 'v';
+		appendStringInfoChar(key, tag);
+		if (tag != 'v')
+			continue;
+		if (set->typbyval[i])
+			appendBinaryStringInfo(key, (char *) &d, sizeof(Datum));
+		else
+		{
+			struct varlena *v = NULL;
+			const char *data;
+			uint32		len;
+
+			if (set->typlen[i] == -1)
+			{
+				v = PG_DETOAST_DATUM_PACKED(d);
+				data = VARDATA_ANY(v);
+				len = VARSIZE_ANY_EXHDR(v);
+			}
+			else
+			{
+				data = DatumGetPointer(d);
+				len = set->typlen[i] > 0 ? set->typlen[i] : strlen(data);
+			}
+			appendBinaryStringInfo(key, (char *) &len, sizeof(len));
+			appendBinaryStringInfo(key, data, len);
+			if (v != NULL && (Pointer) v != DatumGetPointer(d))
+				pfree(v);
+		}
+	}
+}
+
+/*
+ * Queue the model's patterns for one row.  A row whose columns have the
+ * same binary images as one queued before in this transaction costs a hash
+ * lookup (equal images print equally), not the printing of its values.
+ */
 static void
 queue_row(TriggerInfo *info, const TcModelDeps *deps, TupleTableSlot *slot)
 {
+	static StringInfo key = NULL;
 	const char *values[TC_NLEVELS];
 	const char *local[16];
-	const char **colvals = info->placeholders.n <= lengthof(local) ? local :
-		palloc(sizeof(char *) * info->placeholders.n);
+	const char **colvals;
 
+	if (key == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		key = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(key);
+	appendBinaryStringInfo(key, (char *) &deps, sizeof(deps));
+	append_images(key, &info->scope, slot);
+	append_images(key, &info->placeholders, slot);
+	if (tc_queue_row_seen(key->data, key->len))
+		return;
+
+	colvals = info->placeholders.n <= lengthof(local) ? local :
+		palloc(sizeof(char *) * info->placeholders.n);
 	print_columns(&info->scope, slot, values);
 	print_columns(&info->placeholders, slot, colvals);
 	tc_queue_model_values(deps, values, colvals);
+	tc_queue_row_mark(key->data, key->len);
 }
 
 /*
