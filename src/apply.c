@@ -38,7 +38,7 @@
  * timeout fails the globs of the unit under way and leaves later units
  * untouched; so does the time limit, checked between units (the first unit
  * always runs, so a batch always makes progress).  The deleted counts add
- * up to the keys removed; a multi-key UNLINK's count goes to its first glob.
+ * up to the keys removed, each glob credited with the keys it matched.
  *
  *-------------------------------------------------------------------------
  */
@@ -151,6 +151,19 @@ take_unlink_reply(TcGlobJob *job, redisReply *reply, char **err)
 	return true;
 }
 
+/*
+ * The reply to a successful UNLINK of keys owned by owners[0..nkeys) (a key
+ * a glob matched belongs to that glob): each glob is credited with its own
+ * keys.  When Redis removed fewer (keys expired or removed meanwhile), the
+ * count is spread over the keys in order, so the totals stay exact.
+ */
+static void
+credit_deleted(TcGlobJob **owners, int nkeys, long long removed)
+{
+	for (int i = 0; i < nkeys && removed > 0; i++, removed--)
+		owners[i]->deleted++;
+}
+
 /* ---- literal globs: one key each, pipelined UNLINK ---- */
 
 /*
@@ -232,6 +245,11 @@ unlink_chunk(Unit *unit, int from, int to, char **keys, size_t *keylens,
 			/* Refused as a whole: find out which keys Redis refuses. */
 			freeReplyObject(r);
 			ok = unlink_one_by_one(unit, first, last, keys, keylens, err);
+		}
+		else if (r->type == REDIS_REPLY_INTEGER)
+		{
+			credit_deleted(unit->jobs + first, last - first, r->integer);
+			freeReplyObject(r);
 		}
 		else
 			ok = take_unlink_reply(unit->jobs[first], r, err);
@@ -418,6 +436,17 @@ take_page_replies(Unit *unit, ScanState *st, redisReply **replies, char **err)
 		{
 			freeReplyObject(r);
 			ok = unlink_per_job(unit, st, st->cmd_from[c], st->cmd_to[c], err);
+		}
+		else if (r->type == REDIS_REPLY_INTEGER)
+		{
+			int			n = st->cmd_to[c] - st->cmd_from[c];
+			TcGlobJob **owners = palloc(sizeof(TcGlobJob *) * n);
+
+			for (int k = 0; k < n; k++)
+				owners[k] = unit->jobs[st->sorted_job[st->cmd_from[c] + k]];
+			credit_deleted(owners, n, r->integer);
+			pfree(owners);
+			freeReplyObject(r);
 		}
 		else
 			ok = take_unlink_reply(unit->jobs[st->sorted_job[st->cmd_from[c]]], r, err);

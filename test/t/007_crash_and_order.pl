@@ -155,8 +155,13 @@ subtest 'immediate stop in the middle of a drain, with a transaction in flight' 
 	eval { $tx->quit; };
 	$node->start;
 
-	is(queue_count($node), $queued,
+	# The worker commits with synchronous_commit = off: the removal of
+	# entries applied just before the crash may not have reached disk, and
+	# those come back (to be applied again); none may be missing.
+	my $after = queue_count($node);
+	cmp_ok($after, '>=', $queued,
 		'after crash recovery every committed entry not yet applied is still queued');
+	cmp_ok($after, '<=', $n_tenants, '... and nothing else');
 	is( $node->safe_psql('postgres',
 			"SELECT count(*) FROM people WHERE tenant_id = $inflight_tenant"),
 		'0', 'the in-flight transaction was rolled back');
