@@ -44,6 +44,7 @@ typedef struct GlobEntry
 	uint32		hash;
 	char		status;
 	TimestampTz enqueued_at;
+	int64		commits;		/* transactions that queued it */
 } GlobEntry;
 
 #define SH_PREFIX globmap
@@ -126,7 +127,9 @@ collect_rows(AbsorbPass *pass)
 			if (elemnulls[j])
 				continue;
 			e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
-			tc_stats_queued(e->glob);	/* once per committed transaction */
+			if (!found)
+				e->commits = 0;
+			e->commits++;
 			if (!found || at < e->enqueued_at)
 				e->enqueued_at = at;
 		}
@@ -210,6 +213,7 @@ add_to_pending(globmap_hash *map)
 	globmap_start_iterate(map, &it);
 	while ((e = globmap_iterate(map, &it)) != NULL)
 	{
+		tc_stats_queued_n(e->glob, e->commits);
 		globs[n] = CStringGetTextDatum(e->glob);
 		times[n] = TimestampTzGetDatum(e->enqueued_at);
 		n++;

@@ -285,14 +285,21 @@ tc_stats_worker_state(TcWorkerState state)
 void
 tc_stats_queued(const char *glob)
 {
+	tc_stats_queued_n(glob, 1);
+}
+
+/* ... n committed transactions queued this glob. */
+void
+tc_stats_queued_n(const char *glob, int64 n)
+{
 	char		key[TC_STATS_KEY_LEN];
 
 	if (stats == NULL)
 		return;
 	pattern_key(glob, key);
 	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
-	stats->queued++;
-	counters_for(key)->queued++;
+	stats->queued += n;
+	counters_for(key)->queued += n;
 	LWLockRelease(stats->lock);
 }
 

@@ -244,6 +244,7 @@ extern void tc_stats_init(void);
 extern void tc_stats_worker_started(void);
 extern void tc_stats_worker_state(TcWorkerState state);
 extern void tc_stats_queued(const char *glob);
+extern void tc_stats_queued_n(const char *glob, int64 n);
 extern void tc_stats_scan_pass(void);
 extern void tc_stats_applied(const char *glob, int64 keys_deleted,
 							 TimestampTz enqueued_at);
