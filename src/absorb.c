@@ -45,6 +45,7 @@ typedef struct GlobEntry
 	char		status;
 	TimestampTz enqueued_at;
 	int64		commits;		/* transactions that queued it */
+	bool		has_twin;		/* an entry for it waits in the queue */
 } GlobEntry;
 
 #define SH_PREFIX globmap
@@ -73,6 +74,7 @@ static BlockNumber resume_block = InvalidBlockNumber;
 static TimestampTz last_full_pass = 0;
 static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr twins_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 
 /* Rows read by one pass. */
@@ -128,7 +130,10 @@ collect_rows(AbsorbPass *pass)
 				continue;
 			e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
 			if (!found)
+			{
 				e->commits = 0;
+				e->has_twin = false;
+			}
 			e->commits++;
 			if (!found || at < e->enqueued_at)
 				e->enqueued_at = at;
@@ -198,6 +203,34 @@ read_pass(AbsorbPass *pass)
 		resume_block = read_blocks(pass, from, InvalidBlockNumber, TC_ABSORB_ROWS);
 }
 
+static Datum
+text_array(Datum *elems, int n)
+{
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+/* Mark the globs of the pass that have a twin waiting in the queue. */
+static void
+mark_twins(globmap_hash *map, Datum *globs, int n)
+{
+	Oid			argtype = TEXTARRAYOID;
+	Datum		arg = text_array(globs, n);
+
+	/* An index probe per glob, never a scan of the queue. */
+	tc_spi_run(&twins_plan, "SELECT glob FROM tenant_cache.pending "
+			   "WHERE glob OPERATOR(pg_catalog.=) ANY ($1) AND applied_at IS NULL",
+			   1, &argtype, &arg, SPI_OK_SELECT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *glob = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		GlobEntry  *e = globmap_lookup(map, glob);
+
+		if (e != NULL)
+			e->has_twin = true;
+	}
+}
+
 /* Add the globs that have no waiting twin to tenant_cache.pending. */
 static void
 add_to_pending(globmap_hash *map)
@@ -214,20 +247,27 @@ add_to_pending(globmap_hash *map)
 	while ((e = globmap_iterate(map, &it)) != NULL)
 	{
 		tc_stats_queued_n(e->glob, e->commits);
+		globs[n++] = CStringGetTextDatum(e->glob);
+	}
+	mark_twins(map, globs, n);
+	n = 0;
+	globmap_start_iterate(map, &it);
+	while ((e = globmap_iterate(map, &it)) != NULL)
+	{
+		if (e->has_twin)
+			continue;
 		globs[n] = CStringGetTextDatum(e->glob);
 		times[n] = TimestampTzGetDatum(e->enqueued_at);
 		n++;
 	}
-	args[0] = PointerGetDatum(construct_array(globs, n, TEXTOID, -1, false,
-											  TYPALIGN_INT));
+	if (n == 0)
+		return;
+	args[0] = text_array(globs, n);
 	args[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8,
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	tc_spi_run(&insert_plan, "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-							  "SELECT g.glob, g.at "
-							  "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS g(glob, at) "
-							  "WHERE NOT EXISTS (SELECT 1 FROM tenant_cache.pending p "
-							  "                  WHERE p.glob OPERATOR(pg_catalog.=) g.glob "
-							  "                    AND p.applied_at IS NULL)",
+			   "SELECT g.glob, g.at "
+			   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS g(glob, at)",
 			   2, argtypes, args, SPI_OK_INSERT);
 }
 
