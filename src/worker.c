@@ -470,12 +470,13 @@ apply_batch(QueueRow *rows, int n)
 }
 
 /*
- * One transaction: fold the inbox into the queue, take a batch and apply
- * it.  Returns the number of rows taken, or -1 when the extension is not
- * installed in this database.
+ * One transaction: fold the inbox into the queue and, when Redis can be
+ * reached (with_redis), take a batch and apply it; without Redis the fold
+ * alone keeps an outage at one entry per glob.  Returns the number of rows
+ * taken, or -1 when the extension is not installed in this database.
  */
 static int
-process_batch(void)
+process_batch(bool with_redis)
 {
 	QueueRow   *rows;
 	int			n = -1;
@@ -486,11 +487,13 @@ process_batch(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(tc_catalog_relid(TC_QUEUE_TABLE, true)))
 	{
-		pgstat_report_activity(STATE_RUNNING, "draining tenant_cache queue");
+		pgstat_report_activity(STATE_RUNNING, with_redis ?
+							   "draining tenant_cache queue" :
+							   "folding tenant_cache inbox into the queue");
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		absorbed = tc_absorb_inbox();
-		n = fetch_batch(&rows);
+		n = with_redis ? fetch_batch(&rows) : 0;
 		if (n > 0 && !apply_batch(rows, n))
 			scan_after_id = 0;	/* the rest of the batch is due again */
 		if (n > 0 && tc_debug_pause_before_commit_ms > 0)
@@ -502,33 +505,6 @@ process_batch(void)
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return n < 0 ? n : n + absorbed;
-}
-
-/*
- * While Redis cannot be reached: a transaction that only folds the inbox
- * into the queue, so that an outage leaves one entry per glob.  Returns the
- * number of inbox rows folded.
- */
-static int
-absorb_only(void)
-{
-	int			n = 0;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(tc_catalog_relid(TC_QUEUE_TABLE, true)))
-	{
-		pgstat_report_activity(STATE_RUNNING, "folding tenant_cache inbox into the queue");
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		n = tc_absorb_inbox();
-		SPI_finish();
-	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
-	return n;
 }
 
 static bool
@@ -617,15 +593,15 @@ tc_worker_main(Datum main_arg)
 			/* Redis or not, commits fold into one queue entry per glob. */
 			tc_stats_worker_state(TC_WORKER_RETRYING);
 			cycle_start = GetCurrentTimestamp();
-			taken = absorb_only();
-			if (taken == 0)
+			taken = process_batch(false);
+			if (taken <= 0)
 				wait_for(wait_ms);
 			else
 				coalesce_commits(cycle_start, taken);
 			continue;
 		}
 		cycle_start = GetCurrentTimestamp();
-		taken = process_batch();
+		taken = process_batch(true);
 		ext_missing = taken < 0;
 		/* More may be waiting, or a wake-up was consumed during Redis I/O. */
 		if (taken > 0)
