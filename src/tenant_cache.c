@@ -42,6 +42,7 @@ int			tc_max_retry_interval_ms = 30000;
 int			tc_repeat_after_ms = 0;
 int			tc_debug_pause_before_commit_ms = 0;
 bool		tc_merge_scans = true;
+char	   *tc_publish_channel = NULL;
 
 #define TC_DEFAULT_KEY_FORMAT "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
 
@@ -293,6 +294,10 @@ define_settings(void)
 							 gettext_noop("Clear all globs of a batch that need SCAN in one merged SCAN pass."),
 							 gettext_noop("Off: one SCAN pass per glob (for comparison in benchmarks)."),
 							 &tc_merge_scans, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.publish_channel",
+							   gettext_noop("Redis pub/sub channel on which the worker announces each glob it applied; empty: none."),
+							   NULL, &tc_publish_channel, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tenant_cache.debug_pause_before_commit_ms",
 							gettext_noop("Testing only: the worker waits this long between applying a batch and committing it."),
 							NULL, &tc_debug_pause_before_commit_ms, 0, 0, 600 * 1000,

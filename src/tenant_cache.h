@@ -42,6 +42,7 @@ extern int	tc_max_retry_interval_ms;
 extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
 extern bool tc_merge_scans;
+extern char *tc_publish_channel;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
 /* Inbox blocks written by commits since the worker last read the inbox. */
@@ -115,6 +116,9 @@ extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const *colvals);
 extern bool tc_glob_pattern_part(const TcKeyFormat *kf, const char *glob,
 								 int *start, int *len);
+extern bool tc_glob_read_back(const TcKeyFormat *kf, const char *glob,
+							  char *values[TC_NLEVELS], int *pattern_start,
+							  int *pattern_len);
 
 /* Dependency cache (depcache.c) */
 typedef struct TcDependency
@@ -202,6 +206,16 @@ typedef struct TcGlobJob
 } TcGlobJob;
 
 extern bool tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms);
+
+/* Announcing applied globs on a pub/sub channel (publish.c) */
+typedef struct TcPublishItem
+{
+	const char *glob;
+	int64		keys_deleted;
+	TimestampTz committed_at;	/* enqueued_at of its oldest entry */
+} TcPublishItem;
+
+extern void tc_publish_applied(const TcPublishItem *items, int n);
 
 /* Generic commands for the SQL toolbox (redis.c; replies are hiredis') */
 struct redisReply;

@@ -401,6 +401,17 @@ first_enqueued_at(QueueRow *rows, int from, int to)
 	return oldest;
 }
 
+/* For pub/sub: enqueued_at of the oldest row of rows[from..to). */
+static TimestampTz
+oldest_enqueued_at(QueueRow *rows, int from, int to)
+{
+	TimestampTz oldest = rows[from].enqueued_at;
+
+	for (int i = from + 1; i < to; i++)
+		oldest = Min(oldest, rows[i].enqueued_at);
+	return oldest;
+}
+
 /*
  * Apply the rows of one batch: their distinct globs go to tc_apply_globs()
  * (apply.c) together.  A refused command fails only its glob; a lost
@@ -414,7 +425,9 @@ apply_batch(QueueRow *rows, int n)
 {
 	TcGlobJob  *jobs = palloc(sizeof(TcGlobJob) * n);
 	int		   *first = palloc(sizeof(int) * (n + 1));
+	TcPublishItem *published = palloc(sizeof(TcPublishItem) * n);
 	int			njobs = 0;
+	int			npublished = 0;
 	bool		complete;
 	char	   *io_error = NULL;
 
@@ -447,6 +460,10 @@ apply_batch(QueueRow *rows, int n)
 				rows[i].ok = true;
 			tc_stats_applied(job->glob, job->deleted,
 							 first_enqueued_at(rows, first[j], first[j + 1]));
+			published[npublished].glob = job->glob;
+			published[npublished].keys_deleted = job->deleted;
+			published[npublished++].committed_at =
+				oldest_enqueued_at(rows, first[j], first[j + 1]);
 			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"%s",
 				 (long long) job->deleted, job->glob,
@@ -459,6 +476,8 @@ apply_batch(QueueRow *rows, int n)
 			io_error = job->error;
 	}
 	finish_rows(rows, n);
+	/* Lost messages of a lost connection are counted and logged there. */
+	tc_publish_applied(published, npublished);
 	if (io_error != NULL)
 		note_redis_failure("lost its connection to", io_error);
 	return complete;
