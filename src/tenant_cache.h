@@ -24,9 +24,13 @@
 #define TC_DEP_TABLE		"dependency"
 #define TC_MAX_PATTERN_LEN	1024
 #define TC_MAX_PATTERN_STARS 8
+#define TC_MAX_DATABASES	16	/* in tenant_cache.database */
 
 /* Settings (tenant_cache.c) */
-extern char *tc_database;
+extern char *tc_database;		/* the setting, a list */
+extern int	tc_ndatabases;		/* its databases, parsed: one worker each */
+extern char **tc_databases;
+extern int	tc_database_index(const char *dbname);
 extern char *tc_redis_host;
 extern int	tc_redis_port;
 extern int	tc_redis_db;
@@ -57,7 +61,7 @@ typedef struct TcInboxBlocks
 
 extern void tc_wake_worker(BlockNumber inbox_block);
 extern void tc_take_inbox_blocks(TcInboxBlocks *out);
-extern void tc_worker_attach(void);
+extern void tc_worker_attach(int index);
 
 /* Dependency scopes, ordered: each level fixes the ones before it. */
 typedef enum TcScope
@@ -253,7 +257,7 @@ typedef struct TcWorkerStatus
 } TcWorkerStatus;
 
 extern void tc_stats_init(void);
-extern void tc_stats_worker_started(void);
+extern void tc_stats_worker_started(int index);
 extern void tc_stats_worker_state(TcWorkerState state);
 extern void tc_stats_queued(const char *glob);
 extern void tc_stats_scan_pass(void);
