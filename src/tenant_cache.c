@@ -287,10 +287,24 @@ check_key_format_setting(char **newval, void **extra, GucSource source)
 }
 
 /*
- * tenant_cache.database: one database name, or a comma-separated list of up
- * to TC_MAX_DATABASES distinct ones (double-quoted when they hold a comma
- * or spaces at either end); names are taken as written, not downcased.
+ * Split tenant_cache.database (modified in place): a value without a comma
+ * or double quote is one name taken as written, as before lists existed
+ * (spaces included); otherwise a comma-separated list, each name trimmed,
+ * or double-quoted to hold a comma, a quote or spaces.  Names are never
+ * downcased.
  */
+static bool
+split_databases(char *raw, List **names)
+{
+	if (strpbrk(raw, ",\"") == NULL)
+	{
+		*names = list_make1(raw);
+		return true;
+	}
+	return SplitGUCList(raw, ',', names);
+}
+
+/* tenant_cache.database: up to TC_MAX_DATABASES distinct database names. */
 static bool
 check_database_list(char **newval, void **extra, GucSource source)
 {
@@ -304,7 +318,7 @@ check_database_list(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	raw = pstrdup(*newval);
-	if (!SplitGUCList(raw, ',', &names))
+	if (!split_databases(raw, &names))
 	{
 		GUC_check_errdetail("The list of database names is malformed.");
 		return false;
@@ -343,7 +357,7 @@ parse_database_list(void)
 	ListCell   *lc;
 	int			i = 0;
 
-	if (!SplitGUCList(raw, ',', &names))
+	if (!split_databases(raw, &names))
 		elog(ERROR, "invalid tenant_cache.database \"%s\"", tc_database);
 	tc_databases = MemoryContextAlloc(TopMemoryContext,
 									  sizeof(char *) * Max(list_length(names), 1));

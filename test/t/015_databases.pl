@@ -124,6 +124,13 @@ my %pid = (app_a => worker_of('app_a'), app_b => worker_of('app_b'));
 isnt($pid{app_a}, $pid{app_b}, 'two worker processes');
 foreach my $db ('app_a', 'app_b')
 {
+	open my $fh, '<', "/proc/$pid{$db}/cmdline" or die "cmdline of $pid{$db}: $!";
+	my $title = <$fh>;
+	close $fh;
+	like($title, qr/tenant_cache worker for $db/, "$db: its worker's process title names it");
+}
+foreach my $db ('app_a', 'app_b')
+{
 	is( sql($db,
 			'SELECT worker_pid, worker_state, globs_applied, keys_deleted, pattern_queued FROM tenant_cache.stats, '
 			  . "(SELECT sum(queued) AS pattern_queued FROM tenant_cache.pattern_stats WHERE model = 'People') p"
@@ -180,6 +187,10 @@ like($err, qr/At most 16 databases can be listed/, 'more than 16 databases are r
 ($ret, $out, $err) = $node->psql('postgres',
 	q{ALTER SYSTEM SET tenant_cache.database = 'app_a,,app_b'});
 like($err, qr/invalid value for parameter "tenant_cache.database"/, 'an empty name is refused');
+($ret, $out, $err) = $node->psql('postgres',
+	q{ALTER SYSTEM SET tenant_cache.database = '"app, a", app_b'});
+is($ret, 0, 'a double-quoted name may hold a comma') or diag $err;
+sql('postgres', 'ALTER SYSTEM RESET tenant_cache.database');
 ($ret, $out, $err) = $node->psql('app_a',
 	q{SET tenant_cache.key_format = 'x:{tenant}:{pattern}'});
 like($err, qr/tenant_cache.key_format cannot be set per session or per role/,
