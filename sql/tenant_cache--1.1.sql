@@ -31,12 +31,15 @@ BEGIN
 END
 $guard$;
 
--- The worker drains one database; say so when this is another one.
+-- A worker drains each database of tenant_cache.database (a list); say so
+-- when this is none of them.
 DO $where$
 BEGIN
     IF pg_catalog.current_setting('tenant_cache.database', true) IS NOT NULL
-       AND pg_catalog.current_setting('tenant_cache.database', true)
-           OPERATOR(pg_catalog.<>) pg_catalog.current_database() THEN
+       AND pg_catalog.current_database() OPERATOR(pg_catalog.<>) ALL (
+           SELECT pg_catalog.btrim(pg_catalog.btrim(d), '"')
+           FROM pg_catalog.regexp_split_to_table(
+                pg_catalog.current_setting('tenant_cache.database', true), ',') AS d) THEN
         RAISE WARNING 'the tenant_cache worker drains database "%", not "%"',
             pg_catalog.current_setting('tenant_cache.database', true), pg_catalog.current_database()
             USING DETAIL = 'Invalidations queued in this database wait until tenant_cache.database names it.',

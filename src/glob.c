@@ -582,9 +582,15 @@ match_value(const TcKeyFormat *kf, int level, const char *glob, int pos,
 	return i - pos;
 }
 
+/*
+ * Does glob[pos..end) have the shape of kf's parts from part on?  When it
+ * does, sets the {pattern} part's span and, if spans is not NULL, the span
+ * of each level's value (spans[2 * level], spans[2 * level + 1]: start and
+ * length; left alone for levels the format lacks).
+ */
 static bool
 match_parts(const TcKeyFormat *kf, int part, const char *glob, int pos,
-			int end, int *pattern_start, int *pattern_len)
+			int end, int *pattern_start, int *pattern_len, int *spans)
 {
 	const TcPart *p;
 	int			n;
@@ -598,19 +604,26 @@ match_parts(const TcKeyFormat *kf, int part, const char *glob, int pos,
 			n = strlen(p->text);
 			return end - pos >= n && memcmp(glob + pos, p->text, n) == 0 &&
 				match_parts(kf, part + 1, glob, pos + n, end,
-							pattern_start, pattern_len);
+							pattern_start, pattern_len, spans);
 		case TC_PART_TENANT:
 		case TC_PART_CLIENT:
 		case TC_PART_BU:
 			n = match_value(kf, p->kind - TC_PART_TENANT, glob, pos, end);
-			return n >= 0 && match_parts(kf, part + 1, glob, pos + n, end,
-										 pattern_start, pattern_len);
+			if (n < 0 || !match_parts(kf, part + 1, glob, pos + n, end,
+									  pattern_start, pattern_len, spans))
+				return false;
+			if (spans != NULL)
+			{
+				spans[2 * (p->kind - TC_PART_TENANT)] = pos;
+				spans[2 * (p->kind - TC_PART_TENANT) + 1] = n;
+			}
+			return true;
 		case TC_PART_PATTERN:
 			/* Longest first: at the end of the format, one try. */
 			for (int e = end; e > pos; e--)
 			{
 				if (match_parts(kf, part + 1, glob, e, end,
-								pattern_start, pattern_len))
+								pattern_start, pattern_len, spans))
 				{
 					*pattern_start = pos;
 					*pattern_len = e - pos;
@@ -632,5 +645,56 @@ bool
 tc_glob_pattern_part(const TcKeyFormat *kf, const char *glob,
 					 int *start, int *len)
 {
-	return match_parts(kf, 0, glob, 0, strlen(glob), start, len);
+	return match_parts(kf, 0, glob, 0, strlen(glob), start, len, NULL);
+}
+
+/* The value at glob[start..start+len) without its escaping backslashes. */
+static char *
+unescape_value(const char *glob, int start, int len)
+{
+	char	   *out = palloc(len + 1);
+	int			n = 0;
+
+	for (int i = start; i < start + len; i++)
+	{
+		if (glob[i] == '\\' && i + 1 < start + len)
+			i++;
+		out[n++] = glob[i];
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/*
+ * Read back what tc_build_glob() put into a glob: the value of each level
+ * (unescaped, palloc'd; NULL where the glob has "*" or the format has no
+ * such placeholder) and the span of the {pattern} part.  False when the
+ * glob does not have the format's shape.
+ */
+bool
+tc_glob_read_back(const TcKeyFormat *kf, const char *glob,
+				  char *values[TC_NLEVELS], int *pattern_start,
+				  int *pattern_len)
+{
+	int			spans[2 * TC_NLEVELS];
+
+	for (int i = 0; i < 2 * TC_NLEVELS; i++)
+		spans[i] = -1;
+	for (int level = 0; level < TC_NLEVELS; level++)
+		values[level] = NULL;
+	if (!match_parts(kf, 0, glob, 0, strlen(glob), pattern_start,
+					 pattern_len, spans))
+		return false;
+	for (int level = 0; level < TC_NLEVELS; level++)
+	{
+		int			start = spans[2 * level];
+		int			len = spans[2 * level + 1];
+
+		/* Not in the format, or "*" (every value; 0 bytes after a "*"). */
+		if (start < 0 || (len == 1 && glob[start] == '*') ||
+			(len == 0 && start > 0 && glob[start - 1] == '*'))
+			continue;
+		values[level] = unescape_value(glob, start, len);
+	}
+	return true;
 }

@@ -14,7 +14,9 @@
  * globs (glob.c finds it); once it is full, further patterns are counted
  * in one "other" entry, as are globs whose shape does not match key_format.
  * Error messages stored here are the worker's own, which never contain the
- * Redis password.
+ * Redis password.  Each database of tenant_cache.database has its own
+ * worker and its own set of all this (a slot, at the database's index in
+ * the list): the views of a database show its worker.
  *
  *-------------------------------------------------------------------------
  */
@@ -32,7 +34,9 @@
 #include "storage/shmem.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "commands/dbcommands.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "tenant_cache.h"
@@ -81,6 +85,9 @@ typedef struct TcStats
 	TimestampTz stats_reset;
 } TcStats;
 
+static TcStats *stats_slots = NULL;	/* one per database */
+static HTAB **pattern_hashes = NULL;
+/* The slot in use: the worker's own, or the one a view of a database reads. */
 static TcStats *stats = NULL;
 static HTAB *pattern_counters = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -98,9 +105,17 @@ static const char *const state_names[] = {
 static Size
 stats_shmem_size(void)
 {
-	return add_size(MAXALIGN(sizeof(TcStats)),
-					hash_estimate_size(TC_STATS_MAX_PATTERNS + 1,
-									   sizeof(TcPatternCounters)));
+	return mul_size(tc_ndatabases,
+					add_size(MAXALIGN(sizeof(TcStats)),
+							 hash_estimate_size(TC_STATS_MAX_PATTERNS + 1,
+												sizeof(TcPatternCounters))));
+}
+
+static void
+select_slot(int index)
+{
+	stats = &stats_slots[index];
+	pattern_counters = pattern_hashes[index];
 }
 
 static void
@@ -109,7 +124,7 @@ stats_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(stats_shmem_size());
-	RequestNamedLWLockTranche("tenant_cache stats", 1);
+	RequestNamedLWLockTranche("tenant_cache stats", tc_ndatabases);
 }
 
 /* The catch-all entry always exists, so counting never needs a new one. */
@@ -159,20 +174,32 @@ stats_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	stats = ShmemInitStruct("tenant_cache stats", sizeof(TcStats), &found);
+	stats_slots = ShmemInitStruct("tenant_cache stats",
+								  mul_size(tc_ndatabases, sizeof(TcStats)), &found);
+	pattern_hashes = MemoryContextAlloc(TopMemoryContext,
+										sizeof(HTAB *) * tc_ndatabases);
 	info.keysize = TC_STATS_KEY_LEN;
 	info.entrysize = sizeof(TcPatternCounters);
-	pattern_counters = ShmemInitHash("tenant_cache pattern stats",
-									 TC_STATS_MAX_PATTERNS + 1,
-									 TC_STATS_MAX_PATTERNS + 1,
-									 &info, HASH_ELEM | HASH_STRINGS);
-	if (!found)
+	for (int i = 0; i < tc_ndatabases; i++)
 	{
-		memset(stats, 0, sizeof(TcStats));
-		stats->lock = &(GetNamedLWLockTranche("tenant_cache stats"))->lock;
-		stats->worker_state = TC_WORKER_STOPPED;
-		reset_counters();
+		char		name[64];
+
+		snprintf(name, sizeof(name), "tenant_cache pattern stats %d", i);
+		pattern_hashes[i] = ShmemInitHash(name,
+										  TC_STATS_MAX_PATTERNS + 1,
+										  TC_STATS_MAX_PATTERNS + 1,
+										  &info, HASH_ELEM | HASH_STRINGS);
+		select_slot(i);
+		if (!found)
+		{
+			memset(stats, 0, sizeof(TcStats));
+			stats->lock = &(GetNamedLWLockTranche("tenant_cache stats"))[i].lock;
+			stats->worker_state = TC_WORKER_STOPPED;
+			reset_counters();
+		}
 	}
+	stats = NULL;				/* until a slot is chosen */
+	pattern_counters = NULL;
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -186,15 +213,32 @@ tc_stats_init(void)
 	shmem_startup_hook = stats_shmem_startup;
 }
 
+/*
+ * For the views: the slot of this database's worker.  A database no worker
+ * drains reads the first database's (the only one by default).
+ */
+static void
+select_my_database(void)
+{
+	char	   *dbname = get_database_name(MyDatabaseId);
+	int			index = dbname ? tc_database_index(dbname) : -1;
+
+	select_slot(Max(index, 0));
+}
+
 static void
 require_stats(void)
 {
-	if (stats == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tenant_cache statistics are not available"),
-				 errdetail("They live in shared memory, which tenant_cache only sets up when it is loaded by shared_preload_libraries."),
-				 errhint("Add tenant_cache to shared_preload_libraries and restart the server.")));
+	if (stats_slots != NULL)
+	{
+		select_my_database();
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("tenant_cache statistics are not available"),
+			 errdetail("They live in shared memory, which tenant_cache only sets up when it is loaded by shared_preload_libraries."),
+			 errhint("Add tenant_cache to shared_preload_libraries and restart the server.")));
 }
 
 /* The {pattern} part of a glob, or TC_STATS_OTHER. */
@@ -254,12 +298,13 @@ stats_worker_exit(int code, Datum arg)
 	LWLockRelease(stats->lock);
 }
 
-/* The worker started (once connected to its database). */
+/* The worker of tc_databases[index] started (once connected to it). */
 void
-tc_stats_worker_started(void)
+tc_stats_worker_started(int index)
 {
-	if (stats == NULL)
+	if (stats_slots == NULL)
 		return;
+	select_slot(index);
 	LWLockAcquire(stats->lock, LW_EXCLUSIVE);
 	stats->worker_pid = MyProcPid;
 	stats->worker_state = TC_WORKER_STARTING;
@@ -377,8 +422,9 @@ worker_alive(int pid)
 bool
 tc_stats_worker_status(TcWorkerStatus *status)
 {
-	if (stats == NULL)
+	if (stats_slots == NULL)
 		return false;
+	select_my_database();
 	LWLockAcquire(stats->lock, LW_SHARED);
 	status->pid = stats->worker_pid;
 	status->state = stats->worker_state;

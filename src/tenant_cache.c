@@ -3,9 +3,11 @@
  * tenant_cache.c
  *		Module initialisation: settings, shared memory, hooks.
  *
- * Settings are defined here and validated by check hooks; the worker's latch
- * lives in a small shared-memory struct so that a committing backend can wake
- * it without NOTIFY (which would serialise commits).
+ * Settings are defined here and validated by check hooks.  There is one
+ * worker per database of tenant_cache.database (a list); each has a slot in
+ * a small shared-memory array holding its latch, so that a committing
+ * backend can wake the worker of its database without NOTIFY (which would
+ * serialise commits).
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +21,8 @@
 #include "storage/spin.h"
 #include "tcop/utility.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/varlena.h"
 
 #include "tenant_cache.h"
 
@@ -27,6 +31,8 @@ PG_MODULE_MAGIC;
 void		_PG_init(void);
 
 char	   *tc_database = NULL;
+int			tc_ndatabases = 0;
+char	  **tc_databases = NULL;
 char	   *tc_redis_host = NULL;
 int			tc_redis_port = 6379;
 int			tc_redis_db = 0;
@@ -42,29 +48,45 @@ int			tc_max_retry_interval_ms = 30000;
 int			tc_repeat_after_ms = 0;
 int			tc_debug_pause_before_commit_ms = 0;
 bool		tc_merge_scans = true;
+char	   *tc_publish_channel = NULL;
 
 #define TC_DEFAULT_KEY_FORMAT "tenant:{tenant}:client:{client}:bu:{bu}:{pattern}"
 
-typedef struct TcShared
+/* One per database of tenant_cache.database, at the same index. */
+typedef struct TcWorkerSlot
 {
-	slock_t		mutex;
-	Oid			worker_dboid;	/* database the worker drains */
+	Oid			worker_dboid;	/* database the worker drains, while it runs */
 	Latch	   *worker_latch;	/* NULL while no worker runs */
 	/* Inbox blocks written by commits since the worker last looked */
 	TcInboxBlocks inbox;
+} TcWorkerSlot;
+
+typedef struct TcShared
+{
+	slock_t		mutex;			/* protects all the slots */
+	int			nslots;
+	TcWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } TcShared;
 
 static TcShared *tc_shared = NULL;
+static TcWorkerSlot *my_slot = NULL;	/* the worker's own */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static Size
+shared_size(void)
+{
+	return add_size(offsetof(TcShared, slots),
+					mul_size(tc_ndatabases, sizeof(TcWorkerSlot)));
+}
 
 static void
 tc_shmem_request(void)
 {
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
-	RequestAddinShmemSpace(MAXALIGN(sizeof(TcShared)));
+	RequestAddinShmemSpace(MAXALIGN(shared_size()));
 }
 
 static void
@@ -76,14 +98,20 @@ tc_shmem_startup(void)
 		prev_shmem_startup_hook();
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	tc_shared = ShmemInitStruct("tenant_cache", sizeof(TcShared), &found);
+	tc_shared = ShmemInitStruct("tenant_cache", shared_size(), &found);
 	if (!found)
 	{
 		SpinLockInit(&tc_shared->mutex);
-		tc_shared->worker_dboid = InvalidOid;
-		tc_shared->worker_latch = NULL;
-		memset(&tc_shared->inbox, 0, sizeof(TcInboxBlocks));
-		tc_shared->inbox.min = InvalidBlockNumber;
+		tc_shared->nslots = tc_ndatabases;
+		for (int i = 0; i < tc_ndatabases; i++)
+		{
+			TcWorkerSlot *slot = &tc_shared->slots[i];
+
+			slot->worker_dboid = InvalidOid;
+			slot->worker_latch = NULL;
+			memset(&slot->inbox, 0, sizeof(TcInboxBlocks));
+			slot->inbox.min = InvalidBlockNumber;
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -114,7 +142,7 @@ note_inbox_block(TcInboxBlocks *inbox, BlockNumber block)
  * so that it reads only the blocks written since it last looked.  The
  * commit is visible by now, so the worker's next snapshot sees the row.
  * Cheap when the library was not preloaded (no shared memory: the worker
- * polls) and when this database is not the one the worker drains.
+ * polls) and when no worker drains this database.
  */
 void
 tc_wake_worker(BlockNumber inbox_block)
@@ -124,10 +152,16 @@ tc_wake_worker(BlockNumber inbox_block)
 	if (tc_shared == NULL)
 		return;
 	SpinLockAcquire(&tc_shared->mutex);
-	if (tc_shared->worker_dboid == MyDatabaseId)
+	for (int i = 0; i < tc_shared->nslots; i++)
 	{
-		latch = tc_shared->worker_latch;
-		note_inbox_block(&tc_shared->inbox, inbox_block);
+		TcWorkerSlot *slot = &tc_shared->slots[i];
+
+		if (slot->worker_dboid == MyDatabaseId)
+		{
+			latch = slot->worker_latch;
+			note_inbox_block(&slot->inbox, inbox_block);
+			break;
+		}
 	}
 	SpinLockRelease(&tc_shared->mutex);
 	if (latch != NULL)
@@ -139,9 +173,9 @@ void
 tc_take_inbox_blocks(TcInboxBlocks *out)
 {
 	SpinLockAcquire(&tc_shared->mutex);
-	*out = tc_shared->inbox;
-	memset(&tc_shared->inbox, 0, sizeof(TcInboxBlocks));
-	tc_shared->inbox.min = InvalidBlockNumber;
+	*out = my_slot->inbox;
+	memset(&my_slot->inbox, 0, sizeof(TcInboxBlocks));
+	my_slot->inbox.min = InvalidBlockNumber;
 	SpinLockRelease(&tc_shared->mutex);
 }
 
@@ -149,20 +183,24 @@ static void
 tc_worker_detach(int code, Datum arg)
 {
 	SpinLockAcquire(&tc_shared->mutex);
-	tc_shared->worker_latch = NULL;
-	tc_shared->worker_dboid = InvalidOid;
+	my_slot->worker_latch = NULL;
+	my_slot->worker_dboid = InvalidOid;
 	SpinLockRelease(&tc_shared->mutex);
 }
 
-/* Called by the worker once connected: publish its latch. */
+/*
+ * Called by the worker of tc_databases[index] once connected: publish its
+ * latch in its slot.
+ */
 void
-tc_worker_attach(void)
+tc_worker_attach(int index)
 {
-	if (tc_shared == NULL)
+	if (tc_shared == NULL || index < 0 || index >= tc_shared->nslots)
 		elog(ERROR, "tenant_cache shared memory is not initialised");
+	my_slot = &tc_shared->slots[index];
 	SpinLockAcquire(&tc_shared->mutex);
-	tc_shared->worker_latch = MyLatch;
-	tc_shared->worker_dboid = MyDatabaseId;
+	my_slot->worker_latch = MyLatch;
+	my_slot->worker_dboid = MyDatabaseId;
 	SpinLockRelease(&tc_shared->mutex);
 	before_shmem_exit(tc_worker_detach, (Datum) 0);
 }
@@ -215,6 +253,130 @@ assign_key_format(const char *newval, void *extra)
 	tc_set_current_key_format((TcKeyFormat *) extra);
 }
 
+/*
+ * key_format may differ per database (ALTER DATABASE ... SET, by a
+ * superuser), for clusters whose databases serve differently keyed caches;
+ * never per session or role: a session must not point its own writes at
+ * another key format.
+ */
+static bool
+check_key_format_source(GucSource source)
+{
+	switch (source)
+	{
+		case PGC_S_GLOBAL:
+		case PGC_S_USER:
+		case PGC_S_DATABASE_USER:
+		case PGC_S_CLIENT:
+		case PGC_S_SESSION:
+			GUC_check_errcode(ERRCODE_CANT_CHANGE_RUNTIME_PARAM);
+			GUC_check_errmsg("tenant_cache.key_format cannot be set per session or per role");
+			GUC_check_errdetail("Every session of a database must build the keys the application uses.");
+			GUC_check_errhint("Set it in postgresql.conf, or per database with ALTER DATABASE ... SET.");
+			return false;
+		default:
+			return true;
+	}
+}
+
+static bool
+check_key_format_setting(char **newval, void **extra, GucSource source)
+{
+	return check_key_format_source(source) &&
+		check_key_format(newval, extra, source);
+}
+
+/*
+ * Split tenant_cache.database (modified in place): a value without a comma
+ * or double quote is one name taken as written, as before lists existed
+ * (spaces included); otherwise a comma-separated list, each name trimmed,
+ * or double-quoted to hold a comma, a quote or spaces.  Names are never
+ * downcased.
+ */
+static bool
+split_databases(char *raw, List **names)
+{
+	if (strpbrk(raw, ",\"") == NULL)
+	{
+		*names = list_make1(raw);
+		return true;
+	}
+	return SplitGUCList(raw, ',', names);
+}
+
+/* tenant_cache.database: up to TC_MAX_DATABASES distinct database names. */
+static bool
+check_database_list(char **newval, void **extra, GucSource source)
+{
+	char	   *raw;
+	List	   *names;
+	ListCell   *lc;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+	{
+		GUC_check_errdetail("The value must not be empty.");
+		return false;
+	}
+	raw = pstrdup(*newval);
+	if (!split_databases(raw, &names))
+	{
+		GUC_check_errdetail("The list of database names is malformed.");
+		return false;
+	}
+	if (list_length(names) > TC_MAX_DATABASES)
+	{
+		GUC_check_errdetail("At most %d databases can be listed.", TC_MAX_DATABASES);
+		return false;
+	}
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		if (name[0] == '\0' || strlen(name) >= NAMEDATALEN)
+		{
+			GUC_check_errdetail("A database name must be 1 to %d bytes long.",
+								NAMEDATALEN - 1);
+			return false;
+		}
+		for (ListCell *prev = list_head(names); prev != lc; prev = lnext(names, prev))
+			if (strcmp(lfirst(prev), name) == 0)
+			{
+				GUC_check_errdetail("Database \"%s\" is listed more than once.", name);
+				return false;
+			}
+	}
+	return true;
+}
+
+/* The databases of tenant_cache.database, kept for the life of the process. */
+static void
+parse_database_list(void)
+{
+	char	   *raw = MemoryContextStrdup(TopMemoryContext, tc_database);
+	List	   *names;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (!split_databases(raw, &names))
+		elog(ERROR, "invalid tenant_cache.database \"%s\"", tc_database);
+	tc_databases = MemoryContextAlloc(TopMemoryContext,
+									  sizeof(char *) * Max(list_length(names), 1));
+	foreach(lc, names)
+		tc_databases[i++] = lfirst(lc);
+	tc_ndatabases = i;
+	list_free(names);
+}
+
+/* Index of a database in tenant_cache.database, or -1. */
+int
+tc_database_index(const char *dbname)
+{
+	for (int i = 0; i < tc_ndatabases; i++)
+		if (strcmp(tc_databases[i], dbname) == 0)
+			return i;
+	return -1;
+}
+
 static bool
 check_not_empty(char **newval, void **extra, GucSource source)
 {
@@ -249,9 +411,9 @@ static void
 define_settings(void)
 {
 	DefineCustomStringVariable("tenant_cache.database",
-							   gettext_noop("Database whose invalidation queue the worker drains."),
+							   gettext_noop("Databases whose invalidation queues are drained, one worker each (comma-separated)."),
 							   NULL, &tc_database, "postgres",
-							   PGC_POSTMASTER, 0, check_not_empty, NULL, NULL);
+							   PGC_POSTMASTER, GUC_LIST_INPUT, check_database_list, NULL, NULL);
 	DefineCustomStringVariable("tenant_cache.redis_host",
 							   gettext_noop("Redis host (IP address or name) the worker connects to."),
 							   NULL, &tc_redis_host, "127.0.0.1",
@@ -272,7 +434,7 @@ define_settings(void)
 							   gettext_noop("How the application builds cache keys."),
 							   gettext_noop("Placeholders: {tenant}, {client}, {bu}, {pattern}."),
 							   &tc_key_format, TC_DEFAULT_KEY_FORMAT,
-							   PGC_SIGHUP, 0, check_key_format, assign_key_format, NULL);
+							   PGC_SUSET, 0, check_key_format_setting, assign_key_format, NULL);
 	define_int("tenant_cache.connect_timeout_ms", gettext_noop("Timeout for connecting to Redis."),
 			   &tc_connect_timeout_ms, 1000, 1, INT_MAX, GUC_UNIT_MS);
 	define_int("tenant_cache.command_timeout_ms", gettext_noop("Timeout for one Redis command."),
@@ -293,6 +455,10 @@ define_settings(void)
 							 gettext_noop("Clear all globs of a batch that need SCAN in one merged SCAN pass."),
 							 gettext_noop("Off: one SCAN pass per glob (for comparison in benchmarks)."),
 							 &tc_merge_scans, true, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.publish_channel",
+							   gettext_noop("Redis pub/sub channel on which the worker announces each glob it applied; empty: none."),
+							   NULL, &tc_publish_channel, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("tenant_cache.debug_pause_before_commit_ms",
 							gettext_noop("Testing only: the worker waits this long between applying a batch and committing it."),
 							NULL, &tc_debug_pause_before_commit_ms, 0, 0, 600 * 1000,
@@ -307,6 +473,7 @@ _PG_init(void)
 {
 	tc_toolbox_init();			/* its settings, before the prefix is reserved */
 	define_settings();
+	parse_database_list();
 	tc_depcache_init();
 	tc_trigger_init();
 	tc_queue_init();

@@ -24,9 +24,13 @@
 #define TC_DEP_TABLE		"dependency"
 #define TC_MAX_PATTERN_LEN	1024
 #define TC_MAX_PATTERN_STARS 8
+#define TC_MAX_DATABASES	16	/* in tenant_cache.database */
 
 /* Settings (tenant_cache.c) */
-extern char *tc_database;
+extern char *tc_database;		/* the setting, a list */
+extern int	tc_ndatabases;		/* its databases, parsed: one worker each */
+extern char **tc_databases;
+extern int	tc_database_index(const char *dbname);
 extern char *tc_redis_host;
 extern int	tc_redis_port;
 extern int	tc_redis_db;
@@ -42,6 +46,7 @@ extern int	tc_max_retry_interval_ms;
 extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
 extern bool tc_merge_scans;
+extern char *tc_publish_channel;
 
 /* Shared state and worker wake-up (tenant_cache.c) */
 /* Inbox blocks written by commits since the worker last read the inbox. */
@@ -56,7 +61,7 @@ typedef struct TcInboxBlocks
 
 extern void tc_wake_worker(BlockNumber inbox_block);
 extern void tc_take_inbox_blocks(TcInboxBlocks *out);
-extern void tc_worker_attach(void);
+extern void tc_worker_attach(int index);
 
 /* Dependency scopes, ordered: each level fixes the ones before it. */
 typedef enum TcScope
@@ -115,6 +120,9 @@ extern void tc_build_glob(StringInfo buf, const TcKeyFormat *kf,
 						  const char *const *colvals);
 extern bool tc_glob_pattern_part(const TcKeyFormat *kf, const char *glob,
 								 int *start, int *len);
+extern bool tc_glob_read_back(const TcKeyFormat *kf, const char *glob,
+							  char *values[TC_NLEVELS], int *pattern_start,
+							  int *pattern_len);
 
 /* Dependency cache (depcache.c) */
 typedef struct TcDependency
@@ -205,6 +213,16 @@ typedef struct TcGlobJob
 
 extern bool tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms);
 
+/* Announcing applied globs on a pub/sub channel (publish.c) */
+typedef struct TcPublishItem
+{
+	const char *glob;
+	int64		keys_deleted;
+	TimestampTz committed_at;	/* enqueued_at of its oldest entry */
+} TcPublishItem;
+
+extern void tc_publish_applied(const TcPublishItem *items, int n);
+
 /* Generic commands for the SQL toolbox (redis.c; replies are hiredis') */
 struct redisReply;
 extern TcRedisStatus tc_redis_command(int argc, const char **argv,
@@ -241,7 +259,7 @@ typedef struct TcWorkerStatus
 } TcWorkerStatus;
 
 extern void tc_stats_init(void);
-extern void tc_stats_worker_started(void);
+extern void tc_stats_worker_started(int index);
 extern void tc_stats_worker_state(TcWorkerState state);
 extern void tc_stats_queued(const char *glob);
 extern void tc_stats_queued_n(const char *glob, int64 n);

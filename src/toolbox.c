@@ -359,9 +359,15 @@ tc_health(PG_FUNCTION_ARGS)
 		add_reason(&down, "no worker: tenant_cache is not in shared_preload_libraries");
 	else if (ws.pid == 0)
 		add_reason(&down, "the worker is not running");
-	if (strcmp(tc_database, dbname) != 0)
-		add_reason(&down, "the worker drains database \"%s\", not \"%s\"",
-				   tc_database, dbname);
+	if (tc_database_index(dbname) < 0)
+	{
+		if (tc_ndatabases == 1)
+			add_reason(&down, "the worker drains database \"%s\", not \"%s\"",
+					   tc_databases[0], dbname);
+		else
+			add_reason(&down, "no worker drains database \"%s\" (tenant_cache.database is \"%s\")",
+					   dbname, tc_database);
+	}
 
 	redis_err = redis_ping_error();
 	if (redis_err != NULL)
@@ -371,7 +377,7 @@ tc_health(PG_FUNCTION_ARGS)
 		add_reason(&degraded, "the worker is waiting to retry Redis after: %s",
 				   ws.last_error[0] ? ws.last_error : "an error");
 	if (have_worker && ws.pid != 0 && ws.state == TC_WORKER_NO_EXTENSION &&
-		strcmp(tc_database, dbname) == 0)
+		tc_database_index(dbname) >= 0)
 		add_reason(&degraded, "the worker has not yet seen the extension in this database");
 
 	read_queue_health(&q);

@@ -12,6 +12,8 @@
  * Redis succeeded.  Failed rows stay, with attempts, last_error and an
  * exponential next_attempt_at.  The worker starts only once recovery has
  * finished, so a standby runs none and a promoted one drains its queue.
+ * There is one worker per database of tenant_cache.database, each on its
+ * own queue (the queue tables are per database), latch and statistics.
  *
  *-------------------------------------------------------------------------
  */
@@ -85,20 +87,29 @@ static SPIPlanPtr fail_plan = NULL;
 /* Upper bound on the time one batch holds its transaction open. */
 #define TC_BATCH_TIME_LIMIT_MS 2000
 
+/* The database this worker drains (tc_databases[its index]). */
+static const char *my_database = NULL;
+
+/* One worker per database of tenant_cache.database; main_arg: its index. */
 void
 tc_register_worker(void)
 {
-	BackgroundWorker worker;
+	for (int i = 0; i < tc_ndatabases; i++)
+	{
+		BackgroundWorker worker;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "tenant_cache");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "tc_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "tenant_cache worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "tenant_cache worker");
-	RegisterBackgroundWorker(&worker);
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		worker.bgw_main_arg = Int32GetDatum(i);
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "tenant_cache");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "tc_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "tenant_cache worker for %s",
+				 tc_databases[i]);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "tenant_cache worker");
+		RegisterBackgroundWorker(&worker);
+	}
 }
 
 static int
@@ -406,6 +417,17 @@ first_enqueued_at(QueueRow *rows, int from, int to)
 	return oldest;
 }
 
+/* For pub/sub: enqueued_at of the oldest row of rows[from..to). */
+static TimestampTz
+oldest_enqueued_at(QueueRow *rows, int from, int to)
+{
+	TimestampTz oldest = rows[from].enqueued_at;
+
+	for (int i = from + 1; i < to; i++)
+		oldest = Min(oldest, rows[i].enqueued_at);
+	return oldest;
+}
+
 /*
  * Apply the rows of one batch: their distinct globs go to tc_apply_globs()
  * (apply.c) together.  A refused command fails only its glob; a lost
@@ -419,7 +441,9 @@ apply_batch(QueueRow *rows, int n)
 {
 	TcGlobJob  *jobs = palloc(sizeof(TcGlobJob) * n);
 	int		   *first = palloc(sizeof(int) * (n + 1));
+	TcPublishItem *published = palloc(sizeof(TcPublishItem) * n);
 	int			njobs = 0;
+	int			npublished = 0;
 	bool		complete;
 	char	   *io_error = NULL;
 
@@ -452,6 +476,10 @@ apply_batch(QueueRow *rows, int n)
 				rows[i].ok = true;
 			tc_stats_applied(job->glob, job->deleted,
 							 first_enqueued_at(rows, first[j], first[j + 1]));
+			published[npublished].glob = job->glob;
+			published[npublished].keys_deleted = job->deleted;
+			published[npublished++].committed_at =
+				oldest_enqueued_at(rows, first[j], first[j + 1]);
 			note_redis_success();
 			elog(DEBUG1, "tenant_cache worker cleared %lld keys for \"%s\"%s",
 				 (long long) job->deleted, job->glob,
@@ -464,6 +492,8 @@ apply_batch(QueueRow *rows, int n)
 			io_error = job->error;
 	}
 	finish_rows(rows, n);
+	/* Lost messages of a lost connection are counted and logged there. */
+	tc_publish_applied(published, npublished);
 	if (io_error != NULL)
 		note_redis_failure("lost its connection to", io_error);
 	return complete;
@@ -524,11 +554,16 @@ tc_worker_main(Datum main_arg)
 	sigjmp_buf	local_sigjmp_buf;
 	volatile bool ext_missing = true;
 	volatile bool missing_logged = false;
+	int			index = DatumGetInt32(main_arg);
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(tc_database, NULL, 0);
+	if (index < 0 || index >= tc_ndatabases)
+		elog(ERROR, "tenant_cache worker %d has no database", index);
+	my_database = tc_databases[index];
+	/* Settings of ALTER DATABASE ... SET (key_format) apply here too. */
+	BackgroundWorkerInitializeConnection(my_database, NULL, 0);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
 
@@ -539,10 +574,10 @@ tc_worker_main(Datum main_arg)
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
-	tc_worker_attach();
-	tc_stats_worker_started();
+	tc_worker_attach(index);
+	tc_stats_worker_started(index);
 	ereport(LOG,
-			(errmsg("tenant_cache worker started for database \"%s\"", tc_database)));
+			(errmsg("tenant_cache worker started for database \"%s\"", my_database)));
 
 	/*
 	 * An error in a batch (say, the extension dropped under us) is reported,
@@ -581,7 +616,7 @@ tc_worker_main(Datum main_arg)
 			if (!missing_logged)
 				ereport(LOG,
 						(errmsg("tenant_cache worker: extension \"tenant_cache\" is not installed in database \"%s\"; waiting",
-								tc_database)));
+								my_database)));
 			missing_logged = true;
 			tc_stats_worker_state(TC_WORKER_NO_EXTENSION);
 			wait_for(tc_poll_interval_ms);

@@ -5,7 +5,7 @@
 PG_BIN=/usr/lib/postgresql/15/bin
 PACKAGES="postgresql-15 postgresql-server-dev-15 libhiredis-dev redis-server
           redis-tools libipc-run-perl make gcc clang-14 libclang-rt-14-dev
-          python3-django python3-django-redis python3-psycopg2 graphviz"
+          python3-django python3-django-redis python3-psycopg2 python3-redis graphviz"
 
 require_root() {
     if [ "$(id -u)" -ne 0 ]; then
