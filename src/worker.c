@@ -156,22 +156,17 @@ debug_pause(int ms)
  * the worker's wake-ups, transactions and round trips would take the CPU
  * the writers need.  After a batch of `taken` entries, let a period that
  * grows with it pass since it began before the next, so that commits
- * arriving meanwhile share it, and at least as long again as the batch took
- * (a SCAN of a large keyspace costs the same for one glob as for many, so
- * the worker is busy at most half the time): a quiet stream (a commit now
- * and then) is applied at once, a heavy one in batches every
- * TC_MAX_BATCH_PERIOD_MS.
+ * arriving meanwhile share it: a quiet stream (a commit now and then) is
+ * applied at once, a heavy one in batches every TC_MAX_BATCH_PERIOD_MS.
  * Latches set meanwhile are not lost: the next batch reads all that
  * committed.  A full batch (a backlog) is followed at once.
  */
 static void
 coalesce_commits(TimestampTz batch_start, int taken)
 {
-	int64		took_us = GetCurrentTimestamp() - batch_start;
-	int64		period_us = Min(Max((int64) taken * TC_BATCH_PERIOD_US_PER_ROW,
-									2 * took_us),
+	int64		period_us = Min((int64) taken * TC_BATCH_PERIOD_US_PER_ROW,
 								TC_MAX_BATCH_PERIOD_MS * 1000L);
-	int64		left = period_us - took_us;
+	int64		left = period_us - (GetCurrentTimestamp() - batch_start);
 
 	if (taken >= tc_batch_size)
 		return;
