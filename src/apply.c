@@ -607,6 +607,20 @@ make_units(TcGlobJob *jobs, int n, Unit *units)
 	return nunits;
 }
 
+/* Connect again at once (no backoff); the worker's loop reports failures. */
+static bool
+reconnect(void)
+{
+	char	   *err = NULL;
+
+	if (!tc_redis_connect(&err))
+		return false;
+	ereport(LOG,
+			(errmsg("tenant_cache worker reconnected to Redis at %s",
+					tc_redis_address())));
+	return true;
+}
+
 /*
  * Apply n distinct globs (see the file header).  Returns false when it
  * stopped early, after a lost connection or past time_limit_ms: jobs not
@@ -622,10 +636,10 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 	Unit	   *units = palloc(sizeof(Unit) * (n + 1));
 	int			nunits = make_units(jobs, n, units);
 
+	if (!tc_redis_confirm_master() && !reconnect())
+		return false;
 	for (int u = 0; u < nunits; u++)
 	{
-		char	   *err = NULL;
-
 		if (u > 0 && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
 												time_limit_ms))
 			return false;
@@ -634,7 +648,7 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 							   "scanning Redis keys");
 		if (apply_unit(&units[u]))
 			continue;
-		if (u == 0 && !tc_redis_last_error_was_timeout() && tc_redis_connect(&err))
+		if (u == 0 && !tc_redis_last_error_was_timeout() && reconnect())
 		{
 			reset_unit(&units[u]);
 			if (apply_unit(&units[u]))

@@ -31,29 +31,175 @@
 
 #define TC_MAX_PASSWORD_LEN 4096
 
+/*
+ * The servers commands go to: one (standalone, or the master the sentinels
+ * name), or a cluster's masters.  conn is the one the next command goes to.
+ */
+typedef struct Node
+{
+	TcRedisAddr addr;
+	redisContext *ctx;
+} Node;
+
+static Node nodes[TC_MAX_REDIS_NODES];
+static int	nnodes = 0;
 static redisContext *conn = NULL;
 static bool last_error_was_timeout = false;
+
+/* Sentinel mode: the connection to the sentinel that last answered. */
+static redisContext *sentinel_conn = NULL;
+static TcRedisAddr sentinel_addr;
+static bool on_sentinel = false;	/* conn is a sentinel connection */
 
 bool
 tc_redis_is_connected(void)
 {
-	return conn != NULL;
+	return nnodes > 0 || conn != NULL;
 }
 
+/* Close every connection. */
 void
 tc_redis_disconnect(void)
 {
+	for (int i = 0; i < nnodes; i++)
+	{
+		if (nodes[i].ctx == conn)
+			conn = NULL;
+		if (nodes[i].ctx != NULL)
+			redisFree(nodes[i].ctx);
+		nodes[i].ctx = NULL;
+	}
+	nnodes = 0;
+	if (conn == sentinel_conn)
+		conn = NULL;
+	if (sentinel_conn != NULL)
+		redisFree(sentinel_conn);
+	sentinel_conn = NULL;
 	if (conn != NULL)
 		redisFree(conn);
 	conn = NULL;
+}
+
+/*
+ * Drop conn after an I/O error: a sentinel's connection alone, else every
+ * connection (in a cluster, the next connect reads the topology again).
+ */
+static void
+drop_conn(void)
+{
+	if (on_sentinel)
+	{
+		if (conn != NULL)
+			redisFree(conn);
+		conn = NULL;
+		sentinel_conn = NULL;
+	}
+	else
+		tc_redis_disconnect();
 }
 
 /* The settings a connection depends on; a change means reconnect. */
 char *
 tc_redis_settings_signature(void)
 {
-	return psprintf("%s|%d|%d|%s|%s", tc_redis_host, tc_redis_port,
-					tc_redis_db, tc_redis_username, tc_redis_password_file);
+	return psprintf("%s|%d|%d|%s|%s|%d|%s|%s", tc_redis_host, tc_redis_port,
+					tc_redis_db, tc_redis_username, tc_redis_password_file,
+					tc_redis_mode, tc_redis_nodes, tc_sentinel_master);
+}
+
+/* Where Redis is, for messages: "host:port", or how it is found. */
+const char *
+tc_redis_address(void)
+{
+	static char buf[2 * TC_MAX_HOST_LEN + 64];
+
+	if (tc_redis_mode == TC_REDIS_STANDALONE)
+		snprintf(buf, sizeof(buf), "%s:%d", tc_redis_host, tc_redis_port);
+	else if (tc_redis_mode == TC_REDIS_SENTINEL && nnodes > 0)
+		snprintf(buf, sizeof(buf), "%s:%d (master \"%s\" of the sentinels)",
+				 nodes[0].addr.host, nodes[0].addr.port, tc_sentinel_master);
+	else if (tc_redis_mode == TC_REDIS_SENTINEL)
+		snprintf(buf, sizeof(buf), "master \"%s\" of the sentinels",
+				 tc_sentinel_master);
+	else
+		snprintf(buf, sizeof(buf), "cluster of %d masters", nnodes);
+	return buf;
+}
+
+/*
+ * Parse a comma-separated list of host:port ("[v6addr]:port" too) into
+ * out[] (may be NULL, to check only); the number of entries, or -1 with
+ * *errmsg.
+ */
+int
+tc_parse_redis_nodes(const char *list, TcRedisAddr *out, int max, char **errmsg)
+{
+	int			n = 0;
+	const char *p = list;
+
+	for (;;)
+	{
+		const char *start,
+				   *end,
+				   *colon = NULL;
+		char	   *portend;
+		long		port;
+		size_t		hostlen;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		for (const char *q = start; q < end; q++)
+			if (*q == ':')
+				colon = q;
+		if (start == end)
+		{
+			*errmsg = pstrdup("An entry of the list is empty.");
+			return -1;
+		}
+		if (colon == NULL || colon == start || colon + 1 == end)
+		{
+			*errmsg = psprintf("Entry \"%.*s\" is not host:port.", (int) (end - start), start);
+			return -1;
+		}
+		errno = 0;
+		port = strtol(colon + 1, &portend, 10);
+		if (errno != 0 || portend != end || port < 1 || port > 65535)
+		{
+			*errmsg = psprintf("Entry \"%.*s\" has no valid port (1 to 65535).",
+							   (int) (end - start), start);
+			return -1;
+		}
+		if (*start == '[' && colon[-1] == ']')
+			start++, hostlen = colon - 1 - start;
+		else
+			hostlen = colon - start;
+		if (hostlen == 0 || hostlen > TC_MAX_HOST_LEN)
+		{
+			*errmsg = psprintf("Entry \"%.*s\" has no valid host.", (int) (end - start), start);
+			return -1;
+		}
+		if (n == max)
+		{
+			*errmsg = psprintf("The list has more than %d entries.", max);
+			return -1;
+		}
+		if (out != NULL)
+		{
+			memcpy(out[n].host, start, hostlen);
+			out[n].host[hostlen] = '\0';
+			out[n].port = (int) port;
+		}
+		n++;
+		if (*p == '\0')
+			return n;
+		p++;
+	}
 }
 
 static TimestampTz
@@ -99,7 +245,7 @@ io_error(char **errmsg, const char *what)
 		*errmsg = psprintf("%s: %s", what, conn->errstr);
 	else
 		*errmsg = pstrdup(what);
-	tc_redis_disconnect();
+	drop_conn();
 	return TC_REDIS_IO_ERROR;
 }
 
@@ -296,39 +442,263 @@ select_db(char **errmsg)
 	return ok;
 }
 
-/* Connect, authenticate and select the database; false with *errmsg. */
-bool
-tc_redis_connect(char **errmsg)
+/*
+ * Open a connection to host:port as conn (which must be free), within the
+ * deadline; false with *errmsg (and no connection).
+ */
+static bool
+open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 {
-	TimestampTz deadline = deadline_after(tc_connect_timeout_ms);
 	int			soerr = 0;
 	socklen_t	len = sizeof(soerr);
 
-	tc_redis_disconnect();
-	conn = redisConnectNonBlock(tc_redis_host, tc_redis_port);
+	Assert(conn == NULL);
+	conn = redisConnectNonBlock(host, port);
 	if (conn == NULL)
 	{
 		*errmsg = pstrdup("could not allocate Redis connection");
 		return false;
 	}
 	if (conn->err)
-		return io_error(errmsg, "could not connect to Redis"), false;
+		return io_error(errmsg, psprintf("could not connect to Redis at %s:%d", host, port)), false;
 	if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
-		return io_error(errmsg, "timed out connecting to Redis"), false;
+		return io_error(errmsg, psprintf("timed out connecting to Redis at %s:%d", host, port)), false;
 	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
 		soerr = errno;
 	if (soerr != 0)
 	{
-		*errmsg = psprintf("could not connect to Redis: %s", strerror(soerr));
-		tc_redis_disconnect();
+		*errmsg = psprintf("could not connect to Redis at %s:%d: %s", host, port,
+						   strerror(soerr));
+		redisFree(conn);
+		conn = NULL;
 		return false;
 	}
+	return true;
+}
+
+/* conn becomes node i of the connection (its only one, unless a cluster). */
+static void
+add_node(const char *host, int port)
+{
+	Node	   *node = &nodes[nnodes++];
+
+	strlcpy(node->addr.host, host, sizeof(node->addr.host));
+	node->addr.port = port;
+	node->ctx = conn;
+}
+
+/* Open, authenticate and select the database, as the next node. */
+static bool
+connect_server(const char *host, int port, char **errmsg)
+{
+	if (!open_conn(host, port, deadline_after(tc_connect_timeout_ms), errmsg))
+		return false;
 	if (!authenticate(errmsg) || !select_db(errmsg))
 	{
 		tc_redis_disconnect();
 		return false;
 	}
+	add_node(host, port);
 	return true;
+}
+
+/* The seed list: redis_nodes, or redis_host:redis_port when it is empty. */
+static int
+seed_nodes(TcRedisAddr *seeds, char **errmsg)
+{
+	if (tc_redis_nodes[0] == '\0')
+	{
+		strlcpy(seeds[0].host, tc_redis_host, sizeof(seeds[0].host));
+		seeds[0].port = tc_redis_port;
+		return 1;
+	}
+	return tc_parse_redis_nodes(tc_redis_nodes, seeds, TC_MAX_REDIS_NODES, errmsg);
+}
+
+/* The sentinel's answer to get-master-addr-by-name; false with *errmsg. */
+static bool
+parse_master_addr(redisReply *r, const TcRedisAddr *addr, TcRedisAddr *master,
+				  char **errmsg)
+{
+	if (is_error_reply(r, psprintf("sentinel %s:%d refused SENTINEL get-master-addr-by-name",
+								   addr->host, addr->port), errmsg))
+		return false;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+		r->element[0]->type != REDIS_REPLY_STRING ||
+		r->element[1]->type != REDIS_REPLY_STRING ||
+		r->element[0]->len > TC_MAX_HOST_LEN)
+	{
+		*errmsg = psprintf("sentinel %s:%d does not know master \"%s\"",
+						   addr->host, addr->port, tc_sentinel_master);
+		return false;
+	}
+	memcpy(master->host, r->element[0]->str, r->element[0]->len);
+	master->host[r->element[0]->len] = '\0';
+	master->port = atoi(r->element[1]->str);
+	if (master->port > 0 && master->port <= 65535)
+		return true;
+	*errmsg = psprintf("sentinel %s:%d answered a bad port", addr->host, addr->port);
+	return false;
+}
+
+/*
+ * Ask the sentinel at addr where the master is; false with *errmsg.  The
+ * connection to the sentinel is kept for the next question (the master is
+ * checked before every batch: see tc_redis_confirm_master).
+ */
+static bool
+ask_sentinel(const TcRedisAddr *addr, TcRedisAddr *master, char **errmsg)
+{
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", tc_sentinel_master};
+	size_t		lens[3] = {8, 23, strlen(tc_sentinel_master)};
+	redisContext *saved = conn;
+	redisReply *r = NULL;
+	bool		ok = false;
+
+	on_sentinel = true;
+	conn = NULL;
+	if (sentinel_conn != NULL &&
+		(strcmp(sentinel_addr.host, addr->host) != 0 || sentinel_addr.port != addr->port))
+	{
+		redisFree(sentinel_conn);
+		sentinel_conn = NULL;
+	}
+	if (sentinel_conn != NULL)
+		conn = sentinel_conn;
+	else if (open_conn(addr->host, addr->port, deadline_after(tc_connect_timeout_ms), errmsg))
+	{
+		sentinel_conn = conn;
+		sentinel_addr = *addr;
+	}
+	if (conn != NULL && command_argv(3, argv, lens, &r, errmsg) == TC_REDIS_OK)
+	{
+		ok = parse_master_addr(r, addr, master, errmsg);
+		freeReplyObject(r);
+	}
+	on_sentinel = false;
+	conn = saved;
+	return ok;
+}
+
+/* Is conn a master?  A sentinel's stale answer names a replica. */
+static bool
+check_role_master(char **errmsg)
+{
+	const char *argv[1] = {"ROLE"};
+	size_t		lens[1] = {4};
+	redisReply *r = NULL;
+	bool		ok;
+
+	if (command_argv(1, argv, lens, &r, errmsg) != TC_REDIS_OK)
+		return false;
+	ok = !is_error_reply(r, "Redis ROLE failed", errmsg);
+	if (ok && (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+			   r->element[0]->type != REDIS_REPLY_STRING ||
+			   strcmp(r->element[0]->str, "master") != 0))
+	{
+		*errmsg = pstrdup("the server the sentinels name is not a master (a failover is under way?)");
+		ok = false;
+	}
+	freeReplyObject(r);
+	return ok;
+}
+
+/*
+ * Sentinel mode: ask each sentinel of redis_nodes in turn for the master,
+ * connect there and check with ROLE that it is one.
+ */
+static bool
+connect_sentinel(char **errmsg)
+{
+	TcRedisAddr *sentinels = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
+	TcRedisAddr master;
+	int			n;
+	char	   *err = NULL;
+
+	tc_redis_disconnect();
+	if (tc_sentinel_master[0] == '\0')
+	{
+		*errmsg = pstrdup("tenant_cache.redis_mode is sentinel but tenant_cache.sentinel_master is not set");
+		return false;
+	}
+	n = seed_nodes(sentinels, errmsg);
+	for (int i = 0; i < n; i++)
+	{
+		if (!ask_sentinel(&sentinels[i], &master, &err))
+			continue;
+		if (!connect_server(master.host, master.port, &err))
+			continue;
+		if (!check_role_master(&err))
+		{
+			tc_redis_disconnect();
+			continue;
+		}
+		return true;
+	}
+	*errmsg = psprintf("no master \"%s\" found through the sentinels: %s",
+					   tc_sentinel_master, err ? err : "no sentinel listed");
+	return false;
+}
+
+static bool
+tc_redis_cluster_connect(char **errmsg)
+{
+	*errmsg = pstrdup("cluster mode is not implemented yet");
+	return false;
+}
+
+/*
+ * Sentinel mode, before each batch: is the master we are connected to still
+ * the one the sentinels name?  After a failover the old master may take
+ * writes for a while (until the sentinels turn it into a replica), writes
+ * that the new master never sees.  False when the sentinels name another
+ * master: the connection is closed then, for tc_redis_connect() to find the
+ * new one.  True when they confirm it, or when none answers (no news: go on
+ * with the current master).
+ */
+bool
+tc_redis_confirm_master(void)
+{
+	TcRedisAddr *sentinels;
+	TcRedisAddr master;
+	char	   *err = NULL;
+	int			n;
+
+	if (tc_redis_mode != TC_REDIS_SENTINEL || nnodes == 0)
+		return true;
+	sentinels = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
+	n = seed_nodes(sentinels, &err);
+	for (int i = 0; i < n; i++)
+	{
+		if (!ask_sentinel(&sentinels[i], &master, &err))
+			continue;
+		if (strcmp(master.host, nodes[0].addr.host) == 0 &&
+			master.port == nodes[0].addr.port)
+			return true;
+		ereport(LOG,
+				(errmsg("tenant_cache: the sentinels name %s:%d as master \"%s\" now; leaving %s:%d",
+						master.host, master.port, tc_sentinel_master,
+						nodes[0].addr.host, nodes[0].addr.port)));
+		tc_redis_disconnect();
+		return false;
+	}
+	return true;
+}
+
+/* Connect as tenant_cache.redis_mode says; false with *errmsg. */
+bool
+tc_redis_connect(char **errmsg)
+{
+	tc_redis_disconnect();
+	switch (tc_redis_mode)
+	{
+		case TC_REDIS_SENTINEL:
+			return connect_sentinel(errmsg);
+		case TC_REDIS_CLUSTER:
+			return tc_redis_cluster_connect(errmsg);
+		default:
+			return connect_server(tc_redis_host, tc_redis_port, errmsg);
+	}
 }
 
 /*
@@ -361,6 +731,21 @@ tc_redis_append_scan(const char *cursor, const char *match, size_t matchlen)
 }
 
 /*
+ * A READONLY error reply: the server was demoted to a replica (a sentinel
+ * or cluster failover).  It is no refusal of the command: the caller treats
+ * it as a lost connection and reconnects to the new master.
+ */
+static bool
+any_readonly(redisReply **replies, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (replies[i]->type == REDIS_REPLY_ERROR &&
+			strncmp(replies[i]->str, "READONLY", 8) == 0)
+			return true;
+	return false;
+}
+
+/*
  * Send what was appended and read n replies into replies[] (the caller
  * frees them with freeReplyObject()).  On an I/O error or timeout the
  * connection is closed, replies already read are freed and every slot is
@@ -387,6 +772,8 @@ tc_redis_exchange(int n, redisReply **replies, char **errmsg)
 		if (st == TC_REDIS_OK)
 			got++;
 	}
+	if (st == TC_REDIS_OK && any_readonly(replies, n))
+		st = io_error(errmsg, "Redis answered READONLY: it is a replica now (failover?)");
 	if (st != TC_REDIS_OK)
 	{
 		for (int i = 0; i < n; i++)
