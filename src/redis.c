@@ -24,6 +24,7 @@
 
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -35,16 +36,29 @@
  * The servers commands go to: one (standalone, or the master the sentinels
  * name), or a cluster's masters.  conn is the one the next command goes to.
  */
-typedef struct Node
+typedef struct RedisNode
 {
 	TcRedisAddr addr;
 	redisContext *ctx;
-} Node;
+} RedisNode;
 
-static Node nodes[TC_MAX_REDIS_NODES];
+static RedisNode nodes[TC_MAX_REDIS_NODES];
 static int	nnodes = 0;
 static redisContext *conn = NULL;
 static bool last_error_was_timeout = false;
+
+/* Cluster mode: the master owning each slot (index into nodes[]). */
+#define TC_CLUSTER_SLOTS 16384
+static int8 slot_owner[TC_CLUSTER_SLOTS];
+
+/*
+ * Cluster mode: copies of the commands appended since the last exchange, to
+ * send them again to another node after a MOVED or ASK redirection.
+ */
+static char **pending_cmds = NULL;
+static int *pending_lens = NULL;
+static int	npending = 0;
+static int	pending_cap = 0;
 
 /* Sentinel mode: the connection to the sentinel that last answered. */
 static redisContext *sentinel_conn = NULL;
@@ -57,10 +71,19 @@ tc_redis_is_connected(void)
 	return nnodes > 0 || conn != NULL;
 }
 
+static void
+clear_pending(void)
+{
+	for (int i = 0; i < npending; i++)
+		redisFreeCommand(pending_cmds[i]);
+	npending = 0;
+}
+
 /* Close every connection. */
 void
 tc_redis_disconnect(void)
 {
+	clear_pending();
 	for (int i = 0; i < nnodes; i++)
 	{
 		if (nodes[i].ctx == conn)
@@ -121,8 +144,11 @@ tc_redis_address(void)
 	else if (tc_redis_mode == TC_REDIS_SENTINEL)
 		snprintf(buf, sizeof(buf), "master \"%s\" of the sentinels",
 				 tc_sentinel_master);
-	else
+	else if (nnodes > 0)
 		snprintf(buf, sizeof(buf), "cluster of %d masters", nnodes);
+	else
+		snprintf(buf, sizeof(buf), "cluster seeded by %s",
+				 tc_redis_nodes[0] ? tc_redis_nodes : tc_redis_host);
 	return buf;
 }
 
@@ -480,7 +506,7 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 static void
 add_node(const char *host, int port)
 {
-	Node	   *node = &nodes[nnodes++];
+	RedisNode  *node = &nodes[nnodes++];
 
 	strlcpy(node->addr.host, host, sizeof(node->addr.host));
 	node->addr.port = port;
@@ -640,11 +666,422 @@ connect_sentinel(char **errmsg)
 	return false;
 }
 
-static bool
-tc_redis_cluster_connect(char **errmsg)
+
+/* ---- Redis Cluster ---- */
+
+/* CRC16-CCITT (XMODEM), as Redis Cluster hashes keys (cluster.c keyHashSlot). */
+static uint16
+crc16(const char *buf, size_t len)
 {
-	*errmsg = pstrdup("cluster mode is not implemented yet");
+	uint16		crc = 0;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		crc ^= (uint16) ((unsigned char) buf[i]) << 8;
+		for (int b = 0; b < 8; b++)
+			crc = (crc & 0x8000) ? (uint16) ((crc << 1) ^ 0x1021) : (uint16) (crc << 1);
+	}
+	return crc;
+}
+
+/*
+ * The slot of a key: CRC16 of the key, or of its hash tag (the text between
+ * the first "{" and the next "}", when not empty), modulo 16384.
+ */
+int
+tc_redis_key_slot(const char *key, size_t len)
+{
+	size_t		open,
+				close;
+
+	for (open = 0; open < len && key[open] != '{'; open++)
+		;
+	if (open < len)
+	{
+		for (close = open + 1; close < len && key[close] != '}'; close++)
+			;
+		if (close < len && close > open + 1)
+			return crc16(key + open + 1, close - open - 1) & (TC_CLUSTER_SLOTS - 1);
+	}
+	return crc16(key, len) & (TC_CLUSTER_SLOTS - 1);
+}
+
+/* Number of nodes commands may go to: a cluster's masters, else 1. */
+int
+tc_redis_node_count(void)
+{
+	return Max(nnodes, 1);
+}
+
+/* Send the next commands to node i (0 .. tc_redis_node_count() - 1). */
+void
+tc_redis_select_node(int i)
+{
+	if (i >= 0 && i < nnodes)
+		conn = nodes[i].ctx;
+}
+
+/* The node owning a key's slot: the one to send its UNLINK to. */
+int
+tc_redis_key_node(const char *key, size_t len)
+{
+	int			owner;
+
+	if (tc_redis_mode != TC_REDIS_CLUSTER || nnodes == 0)
+		return 0;
+	owner = slot_owner[tc_redis_key_slot(key, len)];
+	return owner >= 0 && owner < nnodes ? owner : 0;
+}
+
+/* Index of the node at addr, connecting to it first if it is new; -1: failed */
+static int
+node_at(const TcRedisAddr *addr, char **errmsg)
+{
+	redisContext *saved = conn;
+
+	for (int i = 0; i < nnodes; i++)
+		if (nodes[i].addr.port == addr->port && strcmp(nodes[i].addr.host, addr->host) == 0)
+			return i;
+	if (nnodes == TC_MAX_REDIS_NODES)
+	{
+		*errmsg = psprintf("more than %d Redis cluster nodes", TC_MAX_REDIS_NODES);
+		return -1;
+	}
+	conn = NULL;
+	if (!connect_server(addr->host, addr->port, errmsg))
+		return -1;				/* every connection is closed now */
+	conn = saved;
+	return nnodes - 1;
+}
+
+/* A CLUSTER SLOTS entry's node: [host, port, id, ...]. */
+static bool
+slots_node_addr(redisReply *n, const TcRedisAddr *seed, TcRedisAddr *addr)
+{
+	if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 ||
+		n->element[0]->type != REDIS_REPLY_STRING ||
+		n->element[1]->type != REDIS_REPLY_INTEGER ||
+		n->element[0]->len > TC_MAX_HOST_LEN)
+		return false;
+	/* An empty host: the node does not know its address; use the seed's. */
+	if (n->element[0]->len == 0 || strcmp(n->element[0]->str, "?") == 0)
+		strlcpy(addr->host, seed->host, sizeof(addr->host));
+	else
+		strlcpy(addr->host, n->element[0]->str, sizeof(addr->host));
+	addr->port = (int) n->element[1]->integer;
+	return addr->port > 0 && addr->port <= 65535;
+}
+
+/*
+ * Read the slot map with CLUSTER SLOTS from the seed conn is connected to:
+ * masters[] and slot_owner[].  The number of masters, or -1 with *errmsg.
+ */
+static int
+read_slot_map(const TcRedisAddr *seed, TcRedisAddr *masters, char **errmsg)
+{
+	const char *argv[2] = {"CLUSTER", "SLOTS"};
+	size_t		lens[2] = {7, 5};
+	redisReply *r = NULL;
+	int			n = 0;
+
+	if (command_argv(2, argv, lens, &r, errmsg) != TC_REDIS_OK)
+		return -1;
+	if (is_error_reply(r, psprintf("Redis at %s:%d refused CLUSTER SLOTS", seed->host, seed->port), errmsg) ||
+		r->type != REDIS_REPLY_ARRAY)
+	{
+		if (r->type != REDIS_REPLY_ERROR)
+			*errmsg = pstrdup("unexpected reply to CLUSTER SLOTS");
+		freeReplyObject(r);
+		return -1;
+	}
+	memset(slot_owner, -1, sizeof(slot_owner));
+	for (size_t e = 0; e < r->elements; e++)
+	{
+		redisReply *range = r->element[e];
+		TcRedisAddr addr;
+		int			idx;
+
+		if (range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+			range->element[0]->type != REDIS_REPLY_INTEGER ||
+			range->element[1]->type != REDIS_REPLY_INTEGER ||
+			!slots_node_addr(range->element[2], seed, &addr))
+			continue;
+		for (idx = 0; idx < n; idx++)
+			if (masters[idx].port == addr.port && strcmp(masters[idx].host, addr.host) == 0)
+				break;
+		if (idx == n)
+		{
+			if (n == TC_MAX_REDIS_NODES)
+				continue;
+			masters[n++] = addr;
+		}
+		for (long long slot = range->element[0]->integer;
+			 slot <= range->element[1]->integer && slot < TC_CLUSTER_SLOTS; slot++)
+			if (slot >= 0)
+				slot_owner[slot] = (int8) idx;
+	}
+	freeReplyObject(r);
+	if (n == 0)
+		*errmsg = psprintf("Redis at %s:%d has no slots assigned (is it a cluster node?)",
+						   seed->host, seed->port);
+	return n > 0 ? n : -1;
+}
+
+/*
+ * Cluster mode: read the slot map from the first seed of redis_nodes that
+ * answers CLUSTER SLOTS, then connect to every master (and authenticate).
+ */
+static bool
+connect_cluster(char **errmsg)
+{
+	TcRedisAddr *seeds = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
+	TcRedisAddr *masters = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
+	int			nseeds,
+				nmasters = -1;
+	char	   *err = NULL;
+
+	if (tc_redis_db != 0)
+	{
+		*errmsg = pstrdup("tenant_cache.redis_db must be 0 in cluster mode (a cluster has database 0 only)");
+		return false;
+	}
+	nseeds = seed_nodes(seeds, errmsg);
+	for (int i = 0; i < nseeds && nmasters < 0; i++)
+	{
+		if (!open_conn(seeds[i].host, seeds[i].port,
+					   deadline_after(tc_connect_timeout_ms), &err))
+			continue;
+		if (authenticate(&err))
+			nmasters = read_slot_map(&seeds[i], masters, &err);
+		tc_redis_disconnect();
+	}
+	if (nmasters < 0)
+	{
+		*errmsg = psprintf("no Redis cluster node of tenant_cache.redis_nodes answered: %s",
+						   err ? err : "no node listed");
+		return false;
+	}
+	for (int i = 0; i < nmasters; i++)
+	{
+		conn = NULL;
+		if (!connect_server(masters[i].host, masters[i].port, errmsg))
+			return false;
+	}
+	conn = nodes[0].ctx;
+	return true;
+}
+
+/* The myself line of CLUSTER NODES: "id addr@cport flags master ... slots" */
+static bool
+myself_line(const char *text, const char **line, size_t *len)
+{
+	const char *p = text;
+
+	while (*p)
+	{
+		const char *end = strchr(p, '\n');
+		const char *flags;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		flags = memchr(p, ' ', end - p);
+		if (flags != NULL && flags + 1 < end)
+			flags = memchr(flags + 1, ' ', end - flags - 1);
+		if (flags != NULL && strncmp(flags + 1, "myself", 6) == 0)
+		{
+			*line = p;
+			*len = end - p;
+			return true;
+		}
+		p = *end ? end + 1 : end;
+	}
 	return false;
+}
+
+/* Field k (0-based) of a CLUSTER NODES line, as an offset; -1 if none. */
+static int
+field_offset(const char *line, size_t len, int k)
+{
+	size_t		i = 0;
+
+	for (int f = 0; f < k; f++)
+	{
+		while (i < len && line[i] != ' ')
+			i++;
+		if (i == len)
+			return -1;
+		i++;
+	}
+	return (int) i;
+}
+
+/*
+ * Cluster mode: what each master says of itself (its slots, migrations
+ * under way) and how many masters with slots the first one knows, as one
+ * string to compare before and after a SCAN pass.  *stable is false while
+ * a slot migrates, or when a node is no master any more, or when the cluster
+ * has a master we have no connection to: a SCAN pass may miss keys then.
+ * NULL with *errmsg after an I/O error.
+ */
+char *
+tc_redis_cluster_state(bool *stable, char **errmsg)
+{
+	StringInfoData buf;
+	const char *argv[2] = {"CLUSTER", "NODES"};
+	size_t		lens[2] = {7, 5};
+	redisContext *saved = conn;
+	int			n = nnodes;
+
+	*stable = true;
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		redisReply *r = NULL;
+		const char *line;
+		size_t		len;
+
+		conn = nodes[i].ctx;
+		if (command_argv(2, argv, lens, &r, errmsg) != TC_REDIS_OK)
+			return NULL;		/* everything is closed */
+		if (r->type != REDIS_REPLY_STRING)
+			*stable = false;
+		else if (myself_line(r->str, &line, &len))
+		{
+			int			flags = field_offset(line, len, 2);
+			int			slots = field_offset(line, len, 8);
+
+			if (flags < 0 || strncmp(line + flags, "myself,master", 13) != 0)
+				*stable = false;
+			if (slots >= 0)
+			{
+				appendBinaryStringInfo(&buf, line + slots, len - slots);
+				if (memchr(line + slots, '[', len - slots) != NULL)
+					*stable = false;
+			}
+			if (i == 0)
+			{
+				int			masters = 0;
+
+				for (const char *p = r->str; *p;)
+				{
+					const char *end = strchr(p, '\n');
+					int			f,
+								sl;
+
+					if (end == NULL)
+						end = p + strlen(p);
+					f = field_offset(p, end - p, 2);
+					sl = field_offset(p, end - p, 8);
+					if (f >= 0 && sl >= 0 && sl < end - p &&
+						(strncmp(p + f, "master", 6) == 0 || strncmp(p + f, "myself,master", 13) == 0) &&
+						memchr(p + f, ' ', end - p - f) != NULL &&
+						strstr(pnstrdup(p + f, strcspn(p + f, " ")), "fail") == NULL)
+						masters++;
+					p = *end ? end + 1 : end;
+				}
+				if (masters != n)
+					*stable = false;
+			}
+		}
+		else
+			*stable = false;
+		appendStringInfoChar(&buf, '|');
+		freeReplyObject(r);
+	}
+	conn = saved;
+	return buf.data;
+}
+
+/* "MOVED slot host:port" or "ASK slot host:port". */
+static bool
+parse_redirect(redisReply *r, bool *ask, int *slot, TcRedisAddr *to)
+{
+	const char *p;
+	const char *colon;
+	size_t		hostlen;
+
+	if (r->type != REDIS_REPLY_ERROR)
+		return false;
+	if (strncmp(r->str, "MOVED ", 6) == 0)
+		*ask = false, p = r->str + 6;
+	else if (strncmp(r->str, "ASK ", 4) == 0)
+		*ask = true, p = r->str + 4;
+	else
+		return false;
+	*slot = atoi(p);
+	p = strchr(p, ' ');
+	if (p == NULL || *slot < 0 || *slot >= TC_CLUSTER_SLOTS)
+		return false;
+	p++;
+	colon = strrchr(p, ':');
+	if (colon == NULL)
+		return false;
+	hostlen = colon - p;
+	if (hostlen > TC_MAX_HOST_LEN)
+		return false;
+	if (hostlen == 0)
+	{
+		/* The node does not know its address: the one we asked has it. */
+		for (int i = 0; i < nnodes; i++)
+			if (nodes[i].ctx == conn)
+				strlcpy(to->host, nodes[i].addr.host, sizeof(to->host));
+	}
+	else
+	{
+		memcpy(to->host, p, hostlen);
+		to->host[hostlen] = '\0';
+	}
+	to->port = atoi(colon + 1);
+	return to->port > 0 && to->port <= 65535;
+}
+
+/*
+ * Cluster mode: the reply to pending command i was a redirection: send the
+ * command to the node named (after ASKING for ASK; MOVED also updates the
+ * slot map), up to a few hops, and put that node's reply in its place.
+ */
+static TcRedisStatus
+follow_redirects(int i, redisReply **reply, TimestampTz deadline, char **errmsg)
+{
+	static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
+
+	for (int hop = 0; hop < 5; hop++)
+	{
+		bool		ask;
+		int			slot;
+		TcRedisAddr to;
+		int			idx;
+		redisContext *saved = conn;
+		redisReply *r = NULL;
+		TcRedisStatus st;
+
+		if (!parse_redirect(*reply, &ask, &slot, &to))
+			return TC_REDIS_OK;
+		idx = node_at(&to, errmsg);
+		if (idx < 0)
+			return TC_REDIS_IO_ERROR;
+		if (!ask)
+			slot_owner[slot] = (int8) idx;
+		conn = nodes[idx].ctx;
+		if ((ask && redisAppendFormattedCommand(conn, asking, sizeof(asking) - 1) != REDIS_OK) ||
+			redisAppendFormattedCommand(conn, pending_cmds[i], pending_lens[i]) != REDIS_OK)
+			return io_error(errmsg, "could not format Redis command");
+		st = flush_output(deadline, errmsg);
+		if (st == TC_REDIS_OK && ask)
+		{
+			st = read_reply(&r, deadline, errmsg);
+			if (st == TC_REDIS_OK)
+				freeReplyObject(r);
+		}
+		if (st == TC_REDIS_OK)
+			st = read_reply(&r, deadline, errmsg);
+		if (st != TC_REDIS_OK)
+			return st;			/* everything is closed */
+		conn = saved;
+		freeReplyObject(*reply);
+		*reply = r;
+	}
+	return TC_REDIS_OK;
 }
 
 /*
@@ -695,7 +1132,7 @@ tc_redis_connect(char **errmsg)
 		case TC_REDIS_SENTINEL:
 			return connect_sentinel(errmsg);
 		case TC_REDIS_CLUSTER:
-			return tc_redis_cluster_connect(errmsg);
+			return connect_cluster(errmsg);
 		default:
 			return connect_server(tc_redis_host, tc_redis_port, errmsg);
 	}
@@ -709,7 +1146,35 @@ tc_redis_connect(char **errmsg)
 bool
 tc_redis_append_argv(int argc, const char **argv, const size_t *lens)
 {
-	return conn != NULL && redisAppendCommandArgv(conn, argc, argv, lens) == REDIS_OK;
+	char	   *cmd = NULL;
+	int			len;
+
+	if (conn == NULL)
+		return false;
+	if (tc_redis_mode != TC_REDIS_CLUSTER)
+		return redisAppendCommandArgv(conn, argc, argv, lens) == REDIS_OK;
+	/* Cluster: keep a copy, to send it elsewhere after MOVED or ASK. */
+	len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+	if (len < 0)
+		return false;
+	if (redisAppendFormattedCommand(conn, cmd, len) != REDIS_OK)
+	{
+		redisFreeCommand(cmd);
+		return false;
+	}
+	if (npending == pending_cap)
+	{
+		pending_cap = Max(64, 2 * pending_cap);
+		pending_cmds = pending_cmds ?
+			repalloc(pending_cmds, sizeof(char *) * pending_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(char *) * pending_cap);
+		pending_lens = pending_lens ?
+			repalloc(pending_lens, sizeof(int) * pending_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(int) * pending_cap);
+	}
+	pending_cmds[npending] = cmd;
+	pending_lens[npending++] = len;
+	return true;
 }
 
 /* Append "SCAN cursor [MATCH match] COUNT scan_count"; match may be NULL. */
@@ -772,6 +1237,9 @@ tc_redis_exchange(int n, redisReply **replies, char **errmsg)
 		if (st == TC_REDIS_OK)
 			got++;
 	}
+	for (int i = 0; st == TC_REDIS_OK && i < n && npending == n; i++)
+		st = follow_redirects(i, &replies[i], deadline, errmsg);
+	clear_pending();
 	if (st == TC_REDIS_OK && any_readonly(replies, n))
 		st = io_error(errmsg, "Redis answered READONLY: it is a replica now (failover?)");
 	if (st != TC_REDIS_OK)

@@ -188,6 +188,13 @@ extern char *tc_redis_settings_signature(void);
 extern const char *tc_redis_address(void);
 extern bool tc_redis_confirm_master(void);
 
+/* Redis Cluster (redis.c): one connection per master, selected per key. */
+extern int	tc_redis_key_slot(const char *key, size_t len);
+extern int	tc_redis_node_count(void);
+extern void tc_redis_select_node(int i);
+extern int	tc_redis_key_node(const char *key, size_t len);
+extern char *tc_redis_cluster_state(bool *stable, char **errmsg);
+
 /* A host:port of tenant_cache.redis_nodes (redis.c) */
 #define TC_MAX_REDIS_NODES	64
 #define TC_MAX_HOST_LEN		255

@@ -71,8 +71,8 @@ my $node = tc_node(
 		'tenant_cache.connect_timeout_ms' => 1000,
 		# Replication is asynchronous: an UNLINK the old master acknowledged
 		# just before the promotion may never reach the replica.  Applying
-		# each glob once more a second later covers that (see README).
-		'tenant_cache.repeat_after_ms' => 1000,
+		# each glob once more 3 s later covers that (see README).
+		'tenant_cache.repeat_after_ms' => 3000,
 	});
 
 # 1. Bad values are refused.
