@@ -64,6 +64,9 @@ static int	pending_cap = 0;
 static redisContext *sentinel_conn = NULL;
 static TcRedisAddr sentinel_addr;
 static bool on_sentinel = false;	/* conn is a sentinel connection */
+static TimestampTz sentinels_retry_at = 0;	/* none answered: ask again then */
+
+#define TC_SENTINEL_RETRY_MS 1000
 
 bool
 tc_redis_is_connected(void)
@@ -477,6 +480,7 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 {
 	int			soerr = 0;
 	socklen_t	len = sizeof(soerr);
+	const char *where = "";
 
 	Assert(conn == NULL);
 	conn = redisConnectNonBlock(host, port);
@@ -485,15 +489,18 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 		*errmsg = pstrdup("could not allocate Redis connection");
 		return false;
 	}
+	/* Standalone: the messages name no address (the setting does). */
+	if (tc_redis_mode != TC_REDIS_STANDALONE)
+		where = psprintf(" at %s:%d", host, port);
 	if (conn->err)
-		return io_error(errmsg, psprintf("could not connect to Redis at %s:%d", host, port)), false;
+		return io_error(errmsg, psprintf("could not connect to Redis%s", where)), false;
 	if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))
-		return io_error(errmsg, psprintf("timed out connecting to Redis at %s:%d", host, port)), false;
+		return io_error(errmsg, psprintf("timed out connecting to Redis%s", where)), false;
 	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
 		soerr = errno;
 	if (soerr != 0)
 	{
-		*errmsg = psprintf("could not connect to Redis at %s:%d: %s", host, port,
+		*errmsg = psprintf("could not connect to Redis%s: %s", where,
 						   strerror(soerr));
 		redisFree(conn);
 		conn = NULL;
@@ -1103,6 +1110,9 @@ tc_redis_confirm_master(void)
 
 	if (tc_redis_mode != TC_REDIS_SENTINEL || nnodes == 0)
 		return true;
+	/* No sentinel answered lately: do not wait for them before each batch. */
+	if (GetCurrentTimestamp() < sentinels_retry_at)
+		return true;
 	sentinels = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
 	n = seed_nodes(sentinels, &err);
 	for (int i = 0; i < n; i++)
@@ -1119,6 +1129,7 @@ tc_redis_confirm_master(void)
 		tc_redis_disconnect();
 		return false;
 	}
+	sentinels_retry_at = deadline_after(TC_SENTINEL_RETRY_MS);
 	return true;
 }
 

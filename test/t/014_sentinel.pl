@@ -12,7 +12,9 @@
 #    lost connection, sends it back to the sentinel), every key the writes
 #    affect ends gone on the new master, both exact keys (UNLINK) and globs
 #    (SCAN), the other tenant's and the unwritten rows' keys are all still
-#    there, and the queue ends empty.
+#    there, and the queue ends empty;
+#  - READONLY (the worker pointed at the demoted master) keeps the entry
+#    queued; back in sentinel mode it is applied.
 
 use strict;
 use warnings;
@@ -33,7 +35,7 @@ my $replica = TenantCacheTest::Redis->new(
 sub link_up
 {
 	my ($r) = @_;
-	return scalar grep { /^master_link_status:up/ } $r->cmd('INFO', 'replication');
+	return scalar grep { /^master_link_status:up/ } $r->try_cmd('INFO', 'replication');
 }
 ok(defined wait_until(sub { link_up($replica) }, 60), 'the replica is in sync');
 
@@ -155,6 +157,34 @@ $new->set_keys('tenant:1:client:1:bu:1:person:999');
 $node->safe_psql('postgres', "INSERT INTO people VALUES (999, '1', 1, 1)");
 ok(defined wait_until(sub { !$new->exists('tenant:1:client:1:bu:1:person:999') }, 30),
 	'a write after the failover clears its key on the new master');
+
+# 5. READONLY is no refusal: pointed (standalone) at the demoted old
+# master, now a replica, the worker keeps the entry queued, READONLY in
+# last_error; back in sentinel mode, it is applied on the master.
+sub set_conf
+{
+	my ($sql, $check) = @_;
+	$node->safe_psql('postgres', "$sql SELECT pg_reload_conf();");
+	ok($node->poll_query_until('postgres', $check), "reloaded: $check");
+	return;
+}
+ok(defined wait_until(sub { link_up($master) }, 60), 'the old master is a replica now');
+set_conf("ALTER SYSTEM SET tenant_cache.redis_mode = 'standalone';
+	ALTER SYSTEM SET tenant_cache.redis_port = $old_port;",
+	"SELECT current_setting('tenant_cache.redis_mode') = 'standalone'");
+$new->set_keys('tenant:1:client:1:bu:1:person:1000');
+$node->safe_psql('postgres', "INSERT INTO people VALUES (1000, '1', 1, 1)");
+ok($node->poll_query_until('postgres',
+		"SELECT bool_or(last_error LIKE '%READONLY%') FROM tenant_cache.queue"),
+	'against a replica the entry stays queued with READONLY in last_error');
+ok($new->exists('tenant:1:client:1:bu:1:person:1000'), '... and its key is still there');
+set_conf("ALTER SYSTEM SET tenant_cache.redis_mode = 'sentinel';",
+	"SELECT current_setting('tenant_cache.redis_mode') = 'sentinel'");
+ok(defined wait_until(sub { !$new->exists('tenant:1:client:1:bu:1:person:1000') }, 30),
+	'back in sentinel mode the entry is applied on the master');
+ok($node->poll_query_until('postgres',
+		'SELECT count(*) = 0 FROM tenant_cache.queue'),
+	'the queue ends empty');
 
 $node->stop;
 done_testing();

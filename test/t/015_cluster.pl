@@ -22,6 +22,7 @@ use strict;
 use warnings;
 
 use IPC::Run;
+use Time::HiRes;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -303,6 +304,45 @@ sub errorstat
 		'the replica is a master now');
 	check_round('replica promotion during writes');
 }
+
+# 5. Figures, and a switch of mode at reload: the same drain on the
+# cluster, then (redis_mode = standalone) on a single Redis.  20,000 other
+# keys; one transaction of 100 rows queues 100 exact keys and 100 SCAN
+# globs (scan_count 1000).  Time: from the INSERT to every key gone.
+my $single = TenantCacheTest::Redis->new(name => 'single');
+$node->safe_psql('postgres',
+	"ALTER SYSTEM SET tenant_cache.scan_count = 1000; SELECT pg_reload_conf();");
+sub drain
+{
+	my ($label, $tenant, $set, $present) = @_;
+	my @rows = map { "$tenant-d$_" } 1 .. 100;
+	my @mine = map { row_keys($tenant, $_) } @rows;
+	my @filler = map { "filler:$tenant:$_" } 1 .. 20000;
+	$set->(@mine, @filler);
+	my $t0 = Time::HiRes::time();
+	$node->safe_psql('postgres',
+		'INSERT INTO people VALUES '
+		  . join(', ', map { "('$_', '$tenant', 1, 1)" } @rows));
+	my $secs = wait_until(sub { $present->(@mine) == 0 }, 60, $t0);
+	ok(defined $secs, "$label: the 300 keys of 100 rows are gone");
+	is($present->(@filler), 20000, "$label: the 20,000 other keys stay");
+	note sprintf('drain figure: %s: 100 exact keys + 100 SCAN globs over 20,300 keys: %.0f ms',
+		$label, 1000 * ($secs // 0));
+	return;
+}
+drain('3-master cluster', 'c1', \&set_cluster_keys,
+	sub { my $all = cluster_keys(); count_present($all, @_) });
+$node->safe_psql('postgres', sprintf(
+	"ALTER SYSTEM SET tenant_cache.redis_mode = 'standalone';
+	 ALTER SYSTEM SET tenant_cache.redis_port = %d; SELECT pg_reload_conf();",
+	$single->port));
+ok($node->poll_query_until('postgres',
+		"SELECT current_setting('tenant_cache.redis_mode') = 'standalone'"),
+	'redis_mode = standalone at reload');
+drain('single Redis', 's1', sub { $single->set_keys(@_) },
+	sub { my %all = map { $_ => 1 } $single->keys('*'); count_present(\%all, @_) });
+ok($node->log_contains(qr/Redis settings changed, reconnecting/),
+	'the worker reconnected at reload');
 
 $node->stop;
 done_testing();
