@@ -11,6 +11,14 @@
  * tenant_cache.redis_password_file at each connect and never kept, shown or
  * logged.
  *
+ * tenant_cache.redis_mode says where Redis is: one server (standalone), the
+ * master that Redis Sentinel names (asked again before every batch, see
+ * tc_redis_confirm_master), or a Redis Cluster: a connection per master,
+ * the slot map from CLUSTER SLOTS, keys routed by their slot, MOVED and ASK
+ * replies followed inside tc_redis_exchange() (so apply.c sees the final
+ * replies), and tc_redis_cluster_state() for apply.c to tell whether slots
+ * moved during a SCAN pass.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -65,8 +73,9 @@ static redisContext *sentinel_conn = NULL;
 static TcRedisAddr sentinel_addr;
 static bool on_sentinel = false;	/* conn is a sentinel connection */
 static TimestampTz sentinels_retry_at = 0;	/* none answered: ask again then */
+static int	first_sentinel = 0;	/* the one that answered last: asked first */
 
-#define TC_SENTINEL_RETRY_MS 1000
+#define TC_SENTINEL_RETRY_MS 2000
 
 bool
 tc_redis_is_connected(void)
@@ -330,12 +339,12 @@ read_reply(redisReply **reply, TimestampTz deadline, char **errmsg)
 	}
 }
 
-/* Send one command and wait for its reply (caller frees it). */
+/* Send one command and wait for its reply (caller frees it), within ms. */
 static TcRedisStatus
-command_argv(int argc, const char **argv, const size_t *lens,
-			 redisReply **reply, char **errmsg)
+command_argv_within(int argc, const char **argv, const size_t *lens,
+					redisReply **reply, char **errmsg, int ms)
 {
-	TimestampTz deadline = deadline_after(tc_command_timeout_ms);
+	TimestampTz deadline = deadline_after(ms);
 	TcRedisStatus st;
 
 	if (redisAppendCommandArgv(conn, argc, argv, lens) != REDIS_OK)
@@ -344,6 +353,15 @@ command_argv(int argc, const char **argv, const size_t *lens,
 	if (st != TC_REDIS_OK)
 		return st;
 	return read_reply(reply, deadline, errmsg);
+}
+
+/* Send one command and wait for its reply (caller frees it). */
+static TcRedisStatus
+command_argv(int argc, const char **argv, const size_t *lens,
+			 redisReply **reply, char **errmsg)
+{
+	return command_argv_within(argc, argv, lens, reply, errmsg,
+							   tc_command_timeout_ms);
 }
 
 /* An error reply, as printable ASCII (it is stored in a text column). */
@@ -603,7 +621,9 @@ ask_sentinel(const TcRedisAddr *addr, TcRedisAddr *master, char **errmsg)
 		sentinel_conn = conn;
 		sentinel_addr = *addr;
 	}
-	if (conn != NULL && command_argv(3, argv, lens, &r, errmsg) == TC_REDIS_OK)
+	/* A sentinel answers at once: connect_timeout_ms bounds the question. */
+	if (conn != NULL &&
+		command_argv_within(3, argv, lens, &r, errmsg, tc_connect_timeout_ms) == TC_REDIS_OK)
 	{
 		ok = parse_master_addr(r, addr, master, errmsg);
 		freeReplyObject(r);
@@ -655,10 +675,13 @@ connect_sentinel(char **errmsg)
 		return false;
 	}
 	n = seed_nodes(sentinels, errmsg);
-	for (int i = 0; i < n; i++)
+	for (int k = 0; k < n; k++)
 	{
+		int			i = (first_sentinel + k) % n;
+
 		if (!ask_sentinel(&sentinels[i], &master, &err))
 			continue;
+		first_sentinel = i;
 		if (!connect_server(master.host, master.port, &err))
 			continue;
 		if (!check_role_master(&err))
@@ -922,13 +945,81 @@ field_offset(const char *line, size_t len, int k)
 	return (int) i;
 }
 
+/* Does CLUSTER NODES line [line, end) describe a live master with slots? */
+static bool
+live_master_with_slots(const char *line, const char *end)
+{
+	int			flags = field_offset(line, end - line, 2);
+	int			slots = field_offset(line, end - line, 8);
+	size_t		flagslen;
+
+	if (flags < 0 || slots < 0 || slots >= end - line)
+		return false;
+	flagslen = strcspn(line + flags, " ");
+	if (strncmp(line + flags, "master", 6) != 0 &&
+		strncmp(line + flags, "myself,master", 13) != 0)
+		return false;
+	for (size_t i = 0; i + 4 <= flagslen; i++)
+		if (strncmp(line + flags + i, "fail", 4) == 0)
+			return false;
+	return true;
+}
+
+/* The live masters with slots in a CLUSTER NODES reply. */
+static int
+count_masters(const char *text)
+{
+	int			masters = 0;
+
+	for (const char *p = text; *p;)
+	{
+		const char *end = strchr(p, '\n');
+
+		if (end == NULL)
+			end = p + strlen(p);
+		if (live_master_with_slots(p, end))
+			masters++;
+		p = *end ? end + 1 : end;
+	}
+	return masters;
+}
+
+/*
+ * What the node that sent CLUSTER NODES reply r says of itself: its slots
+ * are appended to buf; false when it is no master or migrates a slot.
+ */
+static bool
+node_is_stable(redisReply *r, StringInfo buf)
+{
+	const char *line;
+	size_t		len;
+	int			flags,
+				slots;
+	bool		stable = true;
+
+	if (r->type != REDIS_REPLY_STRING || !myself_line(r->str, &line, &len))
+		return false;
+	flags = field_offset(line, len, 2);
+	slots = field_offset(line, len, 8);
+	if (flags < 0 || strncmp(line + flags, "myself,master", 13) != 0)
+		stable = false;
+	if (slots >= 0)
+	{
+		appendBinaryStringInfo(buf, line + slots, len - slots);
+		/* "[slot->-node]" migrating, "[slot-<-node]" importing */
+		if (memchr(line + slots, '[', len - slots) != NULL)
+			stable = false;
+	}
+	return stable;
+}
+
 /*
  * Cluster mode: what each master says of itself (its slots, migrations
- * under way) and how many masters with slots the first one knows, as one
- * string to compare before and after a SCAN pass.  *stable is false while
- * a slot migrates, or when a node is no master any more, or when the cluster
- * has a master we have no connection to: a SCAN pass may miss keys then.
- * NULL with *errmsg after an I/O error.
+ * under way), as one string to compare before and after a SCAN pass.
+ * *stable is false while a slot migrates, when a node is no master any
+ * more, or when the first master knows live masters we have no connection
+ * to: a SCAN pass may miss keys then.  NULL with *errmsg after an I/O error
+ * (every connection is closed then).
  */
 char *
 tc_redis_cluster_state(bool *stable, char **errmsg)
@@ -944,53 +1035,12 @@ tc_redis_cluster_state(bool *stable, char **errmsg)
 	for (int i = 0; i < n; i++)
 	{
 		redisReply *r = NULL;
-		const char *line;
-		size_t		len;
 
 		conn = nodes[i].ctx;
 		if (command_argv(2, argv, lens, &r, errmsg) != TC_REDIS_OK)
-			return NULL;		/* everything is closed */
-		if (r->type != REDIS_REPLY_STRING)
-			*stable = false;
-		else if (myself_line(r->str, &line, &len))
-		{
-			int			flags = field_offset(line, len, 2);
-			int			slots = field_offset(line, len, 8);
-
-			if (flags < 0 || strncmp(line + flags, "myself,master", 13) != 0)
-				*stable = false;
-			if (slots >= 0)
-			{
-				appendBinaryStringInfo(&buf, line + slots, len - slots);
-				if (memchr(line + slots, '[', len - slots) != NULL)
-					*stable = false;
-			}
-			if (i == 0)
-			{
-				int			masters = 0;
-
-				for (const char *p = r->str; *p;)
-				{
-					const char *end = strchr(p, '\n');
-					int			f,
-								sl;
-
-					if (end == NULL)
-						end = p + strlen(p);
-					f = field_offset(p, end - p, 2);
-					sl = field_offset(p, end - p, 8);
-					if (f >= 0 && sl >= 0 && sl < end - p &&
-						(strncmp(p + f, "master", 6) == 0 || strncmp(p + f, "myself,master", 13) == 0) &&
-						memchr(p + f, ' ', end - p - f) != NULL &&
-						strstr(pnstrdup(p + f, strcspn(p + f, " ")), "fail") == NULL)
-						masters++;
-					p = *end ? end + 1 : end;
-				}
-				if (masters != n)
-					*stable = false;
-			}
-		}
-		else
+			return NULL;
+		if (!node_is_stable(r, &buf) ||
+			(i == 0 && count_masters(r->str) != n))
 			*stable = false;
 		appendStringInfoChar(&buf, '|');
 		freeReplyObject(r);
@@ -1115,10 +1165,13 @@ tc_redis_confirm_master(void)
 		return true;
 	sentinels = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
 	n = seed_nodes(sentinels, &err);
-	for (int i = 0; i < n; i++)
+	for (int k = 0; k < n; k++)
 	{
+		int			i = (first_sentinel + k) % n;
+
 		if (!ask_sentinel(&sentinels[i], &master, &err))
 			continue;
+		first_sentinel = i;
 		if (strcmp(master.host, nodes[0].addr.host) == 0 &&
 			master.port == nodes[0].addr.port)
 			return true;
