@@ -20,6 +20,8 @@
 #    why; once the slot is stable it is applied;
 #  - a replica promotion (CLUSTER FAILOVER) during a stream of writes loses
 #    nothing either;
+#  - with one master stalled (SIGSTOP) a fast shutdown does not wait for
+#    the command's timeout;
 #  - figures: the same drain on the cluster and, after switching
 #    redis_mode to standalone at reload, on a single Redis.
 
@@ -341,6 +343,41 @@ sub errorstat
 			60),
 		'the replica is a master now');
 	check_round('replica promotion during writes');
+}
+
+# 4b. One master stalled (SIGSTOP) while the worker talks to it: a fast
+# shutdown does not wait for the command's timeout.
+{
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET tenant_cache.command_timeout_ms = 20000; SELECT pg_reload_conf();");
+	ok($node->poll_query_until('postgres',
+			"SELECT current_setting('tenant_cache.command_timeout_ms') = '20s'"),
+		'command_timeout_ms = 20 s');
+	my (undef, $masters) = cluster_map();
+	my @k = row_keys(1, 'h1');
+	set_cluster_keys(@k);
+	push @affected, @k;
+	my $stalled = $by_port{ $masters->[1] };
+	$stalled->pause;
+	my $t_commit = Time::HiRes::time();
+	$node->safe_psql('postgres', "INSERT INTO people VALUES ('h1', '1', 1, 1)");
+	ok( $node->poll_query_until(
+			'postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		WHERE backend_type = 'tenant_cache worker'
+		  AND state = 'active' AND wait_event_type = 'Extension'}),
+		'the worker waits on the stalled master');
+	my $t0 = Time::HiRes::time();
+	$node->stop('fast');
+	my $t1 = Time::HiRes::time();
+	$stalled->resume;
+	note sprintf('fast stop with one master stalled: %.3f s', $t1 - $t0);
+	cmp_ok($t1 - $t_commit, '<', 15,
+		'fast shutdown did not wait for the stalled command\'s 20 s timeout');
+	$node->start;
+	$node->safe_psql('postgres',
+		"ALTER SYSTEM SET tenant_cache.command_timeout_ms = 3000; SELECT pg_reload_conf();");
+	check_round('after the fast shutdown');
 }
 
 # 5. Figures, and a switch of mode at reload: the same drain on the
