@@ -59,6 +59,16 @@
 #define TC_PIPELINE_CMDS	64		/* UNLINKs of literal globs per round trip */
 #define TC_MAX_CURSOR_LEN	32
 
+/*
+ * Keys per UNLINK: in a cluster one, since a command whose keys hash to
+ * different slots is refused (CROSSSLOT), even on one node.
+ */
+static inline int
+unlink_keys(void)
+{
+	return tc_redis_mode == TC_REDIS_CLUSTER ? 1 : TC_UNLINK_KEYS;
+}
+
 /* A unit of work: some of the batch's jobs, cleared together. */
 typedef struct Unit
 {
@@ -206,7 +216,7 @@ static bool
 unlink_chunk(Unit *unit, int from, int to, char **keys, size_t *keylens,
 			 char **err)
 {
-	int			ncmds = (to - from + TC_UNLINK_KEYS - 1) / TC_UNLINK_KEYS;
+	int			ncmds = (to - from + unlink_keys() - 1) / unlink_keys();
 	redisReply **replies = palloc(sizeof(redisReply *) * ncmds);
 	const char **argv = palloc(sizeof(char *) * (TC_UNLINK_KEYS + 1));
 	size_t	   *lens = palloc(sizeof(size_t) * (TC_UNLINK_KEYS + 1));
@@ -216,8 +226,8 @@ unlink_chunk(Unit *unit, int from, int to, char **keys, size_t *keylens,
 	lens[0] = 6;
 	for (int c = 0; c < ncmds; c++)
 	{
-		int			first = from + c * TC_UNLINK_KEYS;
-		int			nkeys = Min(TC_UNLINK_KEYS, to - first);
+		int			first = from + c * unlink_keys();
+		int			nkeys = Min(unlink_keys(), to - first);
 
 		for (int k = 0; k < nkeys; k++)
 		{
@@ -234,8 +244,8 @@ unlink_chunk(Unit *unit, int from, int to, char **keys, size_t *keylens,
 		return false;
 	for (int c = 0; c < ncmds; c++)
 	{
-		int			first = from + c * TC_UNLINK_KEYS;
-		int			last = Min(first + TC_UNLINK_KEYS, to);
+		int			first = from + c * unlink_keys();
+		int			last = Min(first + unlink_keys(), to);
 		redisReply *r = replies[c];
 
 		if (!ok)
@@ -260,6 +270,42 @@ unlink_chunk(Unit *unit, int from, int to, char **keys, size_t *keylens,
 	return ok;
 }
 
+/*
+ * Cluster: each key straight to the master owning its slot (MOVED and ASK
+ * are followed by redis.c), a pipeline per master.
+ */
+static bool
+unlink_per_node(Unit *unit, char **keys, size_t *keylens, char **err)
+{
+	int			nnodes = tc_redis_node_count();
+	int		   *owner = palloc(sizeof(int) * unit->n);
+	Unit		sub;
+	char	  **subkeys = palloc(sizeof(char *) * unit->n);
+	size_t	   *sublens = palloc(sizeof(size_t) * unit->n);
+	int			chunk = TC_UNLINK_KEYS * TC_PIPELINE_CMDS;
+
+	sub.jobs = palloc(sizeof(TcGlobJob *) * unit->n);
+	sub.literal = true;
+	for (int i = 0; i < unit->n; i++)
+		owner[i] = tc_redis_key_node(keys[i], keylens[i]);
+	for (int node = 0; node < nnodes; node++)
+	{
+		sub.n = 0;
+		for (int i = 0; i < unit->n; i++)
+			if (owner[i] == node)
+			{
+				sub.jobs[sub.n] = unit->jobs[i];
+				subkeys[sub.n] = keys[i];
+				sublens[sub.n++] = keylens[i];
+			}
+		tc_redis_select_node(node);
+		for (int from = 0; from < sub.n; from += chunk)
+			if (!unlink_chunk(&sub, from, Min(from + chunk, sub.n), subkeys, sublens, err))
+				return false;
+	}
+	return true;
+}
+
 static bool
 apply_literal(Unit *unit)
 {
@@ -277,9 +323,14 @@ apply_literal(Unit *unit)
 		keylens[i] = tc_glob_literal_prefix(glob, glen, keys[i]);
 		unit->jobs[i]->literal = true;
 	}
-	for (int from = 0; from < unit->n; from += chunk)
-		if (!unlink_chunk(unit, from, Min(from + chunk, unit->n), keys, keylens, &err))
-			return unit_io_error(unit, err);
+	if (tc_redis_node_count() == 1)
+	{
+		for (int from = 0; from < unit->n; from += chunk)
+			if (!unlink_chunk(unit, from, Min(from + chunk, unit->n), keys, keylens, &err))
+				return unit_io_error(unit, err);
+	}
+	else if (!unlink_per_node(unit, keys, keylens, &err))
+		return unit_io_error(unit, err);
 	finish_rest(unit, TC_REDIS_OK, NULL);
 	return true;
 }
@@ -334,8 +385,8 @@ unlink_page(Unit *unit, ScanState *st, redisReply *page, char **err)
 			st->pair_key = repalloc(st->pair_key, sizeof(redisReply *) * st->cap);
 			st->sorted_job = repalloc(st->sorted_job, sizeof(int) * st->cap);
 			st->sorted_key = repalloc(st->sorted_key, sizeof(redisReply *) * st->cap);
-			st->cmd_from = repalloc(st->cmd_from, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
-			st->cmd_to = repalloc(st->cmd_to, sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+			st->cmd_from = repalloc(st->cmd_from, sizeof(int) * (st->cap / unlink_keys() + 2));
+			st->cmd_to = repalloc(st->cmd_to, sizeof(int) * (st->cap / unlink_keys() + 2));
 		}
 		tc_globset_match(st->set, st->key->str, st->key->len, note_match, st);
 	}
@@ -361,7 +412,7 @@ unlink_page(Unit *unit, ScanState *st, redisReply *page, char **err)
 	st->lens = repalloc(st->lens, sizeof(size_t) * (TC_UNLINK_KEYS + 1));
 	while (next < st->npairs)
 	{
-		int			to = Min(next + TC_UNLINK_KEYS, st->npairs);
+		int			to = Min(next + unlink_keys(), st->npairs);
 
 		if (!append_unlink(st, next, to))
 		{
@@ -487,8 +538,8 @@ init_scan_state(ScanState *st, Unit *unit, const char **globs, size_t *glens)
 	st->pair_key = palloc(sizeof(redisReply *) * st->cap);
 	st->sorted_job = palloc(sizeof(int) * st->cap);
 	st->sorted_key = palloc(sizeof(redisReply *) * st->cap);
-	st->cmd_from = palloc(sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
-	st->cmd_to = palloc(sizeof(int) * (st->cap / TC_UNLINK_KEYS + 2));
+	st->cmd_from = palloc(sizeof(int) * (st->cap / unlink_keys() + 2));
+	st->cmd_to = palloc(sizeof(int) * (st->cap / unlink_keys() + 2));
 	st->count = palloc(sizeof(int) * (unit->n + 1));
 	st->argv = palloc(sizeof(char *));
 	st->lens = palloc(sizeof(size_t));
@@ -504,36 +555,28 @@ scan_io_error(Unit *unit, ScanState *st, const char *error)
 	return unit_io_error(unit, error);
 }
 
+/*
+ * One SCAN iteration, cursor 0 to 0, on the current node, UNLINKing the
+ * matches there.  False after a lost connection (the unit's open jobs
+ * failed); a refused SCAN fails the unit's open jobs and returns true.
+ */
 static bool
-apply_scan(Unit *unit)
+scan_node(Unit *unit, ScanState *st, const char *match, size_t matchlen)
 {
-	const char **globs = palloc(sizeof(char *) * unit->n);
-	size_t	   *glens = palloc(sizeof(size_t) * unit->n);
-	ScanState	st;
-	char	   *match;
-	size_t		matchlen = 0;
 	char		cursor[TC_MAX_CURSOR_LEN] = "0";
 	bool		more = true;
 	redisReply **replies = NULL;
 	int			nalloc = 0;
 	char	   *err = NULL;
 
-	for (int i = 0; i < unit->n; i++)
-	{
-		globs[i] = unit->jobs[i]->glob;
-		glens[i] = strlen(globs[i]);
-	}
-	init_scan_state(&st, unit, globs, glens);
-	match = scan_match(unit, globs, glens, &matchlen);
-
 	if (!tc_redis_append_scan(cursor, match, matchlen))
 	{
 		tc_redis_protocol_error("could not format Redis SCAN", &err);
 		return unit_io_error(unit, err);
 	}
-	while (more || st.ncmds > 0)
+	while (more || st->ncmds > 0)
 	{
-		int			nreplies = st.ncmds + (more ? 1 : 0);
+		int			nreplies = st->ncmds + (more ? 1 : 0);
 		redisReply *scan;
 
 		if (nreplies > nalloc)
@@ -543,9 +586,9 @@ apply_scan(Unit *unit)
 				palloc(sizeof(redisReply *) * nalloc);
 		}
 		if (tc_redis_exchange(nreplies, replies, &err) != TC_REDIS_OK)
-			return scan_io_error(unit, &st, err);
+			return scan_io_error(unit, st, err);
 		scan = more ? replies[nreplies - 1] : NULL;
-		if (!take_page_replies(unit, &st, replies, &err))
+		if (!take_page_replies(unit, st, replies, &err))
 		{
 			if (scan)
 				freeReplyObject(scan);
@@ -570,15 +613,92 @@ apply_scan(Unit *unit)
 		cursor[scan->element[0]->len] = '\0';
 		more = strcmp(cursor, "0") != 0;
 		/* The reply stays until its UNLINKs have answered. */
-		if (!unlink_page(unit, &st, scan, &err) ||
+		if (!unlink_page(unit, st, scan, &err) ||
 			(more && !tc_redis_append_scan(cursor, match, matchlen)))
 		{
 			if (err == NULL)
 				tc_redis_protocol_error("could not format Redis SCAN", &err);
-			return scan_io_error(unit, &st, err);
+			return scan_io_error(unit, st, err);
 		}
 	}
-	/* A full iteration, from cursor 0 back to 0, started after the globs. */
+	return true;
+}
+
+static bool
+all_done(Unit *unit)
+{
+	for (int i = 0; i < unit->n; i++)
+		if (!unit->jobs[i]->done)
+			return false;
+	return true;
+}
+
+/*
+ * Cluster: a SCAN pass is complete only if no slot moved meanwhile (a key
+ * migrating from a master not scanned yet to one already scanned would be
+ * missed).  Compare the masters' view of the slots before and after the
+ * pass; while it changes, or a migration is under way, the unit fails (its
+ * entries stay queued) and the next connect reads the slot map afresh.
+ */
+static bool
+cluster_unstable(Unit *unit, const char *before)
+{
+	bool		stable;
+	char	   *err = NULL;
+	char	   *state = tc_redis_cluster_state(&stable, &err);
+
+	if (state == NULL)
+		return !unit_io_error(unit, err);
+	if (stable && (before == NULL || strcmp(before, state) == 0))
+		return false;
+	tc_redis_disconnect();
+	unit_io_error(unit, "the Redis cluster's slots are moving (resharding or failover under way); the SCAN pass will be run again");
+	return true;
+}
+
+/*
+ * The merged SCAN: one iteration on Redis, or on every master of a cluster
+ * (a glob is cleared once every master's iteration has completed).
+ */
+static bool
+apply_scan(Unit *unit)
+{
+	const char **globs = palloc(sizeof(char *) * unit->n);
+	size_t	   *glens = palloc(sizeof(size_t) * unit->n);
+	ScanState	st;
+	char	   *match;
+	size_t		matchlen = 0;
+	char	   *before = NULL;
+	bool		cluster = tc_redis_mode == TC_REDIS_CLUSTER;
+	int			nnodes = tc_redis_node_count();
+
+	for (int i = 0; i < unit->n; i++)
+	{
+		globs[i] = unit->jobs[i]->glob;
+		glens[i] = strlen(globs[i]);
+	}
+	if (cluster)
+	{
+		bool		stable;
+		char	   *err = NULL;
+
+		before = tc_redis_cluster_state(&stable, &err);
+		if (before == NULL)
+			return unit_io_error(unit, err);
+		if (!stable && cluster_unstable(unit, NULL))
+			return false;
+	}
+	init_scan_state(&st, unit, globs, glens);
+	match = scan_match(unit, globs, glens, &matchlen);
+	for (int node = 0; node < nnodes && !all_done(unit); node++)
+	{
+		tc_redis_select_node(node);
+		if (!scan_node(unit, &st, match, matchlen))
+			return false;
+	}
+	if (cluster && !all_done(unit) && cluster_unstable(unit, before))
+		return false;
+	/* Full iterations, from cursor 0 back to 0, started after the globs. */
 	finish_rest(unit, TC_REDIS_OK, NULL);
 	tc_globset_destroy(st.set);
 	return true;
@@ -636,6 +756,20 @@ make_units(TcGlobJob *jobs, int n, Unit *units)
 	return nunits;
 }
 
+/* Connect again at once (no backoff); the worker's loop reports failures. */
+static bool
+reconnect(void)
+{
+	char	   *err = NULL;
+
+	if (!tc_redis_connect(&err))
+		return false;
+	ereport(LOG,
+			(errmsg("tenant_cache worker reconnected to Redis at %s",
+					tc_redis_address())));
+	return true;
+}
+
 /*
  * Apply n distinct globs (see the file header).  Returns false when it
  * stopped early, after a lost connection or past time_limit_ms: jobs not
@@ -651,10 +785,10 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 	Unit	   *units = palloc(sizeof(Unit) * (n + 1));
 	int			nunits = make_units(jobs, n, units);
 
+	if (!tc_redis_confirm_master() && !reconnect())
+		return false;
 	for (int u = 0; u < nunits; u++)
 	{
-		char	   *err = NULL;
-
 		if (u > 0 && TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
 												time_limit_ms))
 			return false;
@@ -663,7 +797,7 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 							   "scanning Redis keys");
 		if (apply_unit(&units[u]))
 			continue;
-		if (u == 0 && !tc_redis_last_error_was_timeout() && tc_redis_connect(&err))
+		if (u == 0 && !tc_redis_last_error_was_timeout() && reconnect())
 		{
 			reset_unit(&units[u]);
 			if (apply_unit(&units[u]))

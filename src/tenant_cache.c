@@ -38,6 +38,9 @@ int			tc_redis_port = 6379;
 int			tc_redis_db = 0;
 char	   *tc_redis_username = NULL;
 char	   *tc_redis_password_file = NULL;
+int			tc_redis_mode = TC_REDIS_STANDALONE;
+char	   *tc_redis_nodes = NULL;
+char	   *tc_sentinel_master = NULL;
 char	   *tc_key_format = NULL;
 int			tc_connect_timeout_ms = 1000;
 int			tc_command_timeout_ms = 5000;
@@ -399,6 +402,44 @@ check_password_file(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static const struct config_enum_entry redis_mode_options[] = {
+	{"standalone", TC_REDIS_STANDALONE, false},
+	{"cluster", TC_REDIS_CLUSTER, false},
+	{"sentinel", TC_REDIS_SENTINEL, false},
+	{NULL, 0, false}
+};
+
+/* A comma-separated list of host:port (redis.c parses it). */
+static bool
+check_redis_nodes(char **newval, void **extra, GucSource source)
+{
+	char	   *errmsg = NULL;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (tc_parse_redis_nodes(*newval, NULL, TC_MAX_REDIS_NODES, &errmsg) < 0)
+	{
+		GUC_check_errmsg("invalid tenant_cache.redis_nodes \"%s\"", *newval);
+		GUC_check_errdetail("%s", errmsg);
+		GUC_check_errhint("List host:port pairs separated by commas, for example: 127.0.0.1:26379,127.0.0.1:26380");
+		return false;
+	}
+	return true;
+}
+
+/* A sentinel master name: a word, as Redis prints it. */
+static bool
+check_sentinel_master(char **newval, void **extra, GucSource source)
+{
+	for (const char *p = *newval ? *newval : ""; *p; p++)
+		if ((unsigned char) *p <= ' ' || (unsigned char) *p > '~')
+		{
+			GUC_check_errdetail("A master name must not contain spaces or control characters.");
+			return false;
+		}
+	return true;
+}
+
 static void
 define_int(const char *name, const char *desc, int *var, int boot, int min,
 		   int max, int flags)
@@ -430,6 +471,19 @@ define_settings(void)
 							   gettext_noop("File holding the Redis password; empty sends no AUTH."),
 							   NULL, &tc_redis_password_file, "",
 							   PGC_SIGHUP, 0, check_password_file, NULL, NULL);
+	DefineCustomEnumVariable("tenant_cache.redis_mode",
+							 gettext_noop("How the worker finds Redis: standalone, cluster or sentinel."),
+							 NULL, &tc_redis_mode, TC_REDIS_STANDALONE,
+							 redis_mode_options, PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.redis_nodes",
+							   gettext_noop("Seed nodes (cluster) or sentinels (sentinel), as host:port,..."),
+							   gettext_noop("Empty: redis_host:redis_port is the only one."),
+							   &tc_redis_nodes, "",
+							   PGC_SIGHUP, 0, check_redis_nodes, NULL, NULL);
+	DefineCustomStringVariable("tenant_cache.sentinel_master",
+							   gettext_noop("Name of the master the sentinels monitor (sentinel mode)."),
+							   NULL, &tc_sentinel_master, "",
+							   PGC_SIGHUP, 0, check_sentinel_master, NULL, NULL);
 	DefineCustomStringVariable("tenant_cache.key_format",
 							   gettext_noop("How the application builds cache keys."),
 							   gettext_noop("Placeholders: {tenant}, {client}, {bu}, {pattern}."),

@@ -36,6 +36,17 @@ extern int	tc_redis_port;
 extern int	tc_redis_db;
 extern char *tc_redis_username;
 extern char *tc_redis_password_file;
+
+/* tenant_cache.redis_mode */
+typedef enum TcRedisMode
+{
+	TC_REDIS_STANDALONE,
+	TC_REDIS_CLUSTER,
+	TC_REDIS_SENTINEL
+} TcRedisMode;
+extern int	tc_redis_mode;
+extern char *tc_redis_nodes;
+extern char *tc_sentinel_master;
 extern char *tc_key_format;
 extern int	tc_connect_timeout_ms;
 extern int	tc_command_timeout_ms;
@@ -184,6 +195,26 @@ extern bool tc_redis_is_connected(void);
 extern void tc_redis_disconnect(void);
 extern bool tc_redis_last_error_was_timeout(void);
 extern char *tc_redis_settings_signature(void);
+extern const char *tc_redis_address(void);
+extern bool tc_redis_confirm_master(void);
+
+/* Redis Cluster (redis.c): one connection per master, selected per key. */
+extern int	tc_redis_key_slot(const char *key, size_t len);
+extern int	tc_redis_node_count(void);
+extern void tc_redis_select_node(int i);
+extern int	tc_redis_key_node(const char *key, size_t len);
+extern char *tc_redis_cluster_state(bool *stable, char **errmsg);
+
+/* A host:port of tenant_cache.redis_nodes (redis.c) */
+#define TC_MAX_REDIS_NODES	64
+#define TC_MAX_HOST_LEN		255
+typedef struct TcRedisAddr
+{
+	char		host[TC_MAX_HOST_LEN + 1];
+	int			port;
+} TcRedisAddr;
+extern int	tc_parse_redis_nodes(const char *list, TcRedisAddr *out, int max,
+								 char **errmsg);
 
 /* Pipelined commands (redis.c): append, then one exchange of replies. */
 struct redisReply;

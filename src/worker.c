@@ -207,8 +207,8 @@ note_redis_failure(const char *what, const char *err)
 	next_connect_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												  redis_backoff_ms);
 	ereport(redis_ok ? WARNING : DEBUG1,
-			(errmsg("tenant_cache worker %s Redis at %s:%d: %s",
-					what, tc_redis_host, tc_redis_port, err),
+			(errmsg("tenant_cache worker %s Redis at %s: %s",
+					what, tc_redis_address(), err),
 			 errdetail("Invalidations stay queued; retrying with backoff up to %d ms.",
 					   tc_max_retry_interval_ms)));
 	redis_ok = false;
@@ -219,8 +219,8 @@ note_redis_success(void)
 {
 	if (!redis_ok)
 		ereport(LOG,
-				(errmsg("tenant_cache worker: Redis at %s:%d works again",
-						tc_redis_host, tc_redis_port)));
+				(errmsg("tenant_cache worker: Redis at %s works again",
+						tc_redis_address())));
 	redis_ok = true;
 	redis_failures = 0;
 }
@@ -243,8 +243,8 @@ ensure_redis(long *wait_ms)
 	if (tc_redis_connect(&err))
 	{
 		ereport(redis_ok ? LOG : DEBUG1,
-				(errmsg("tenant_cache worker connected to Redis at %s:%d",
-						tc_redis_host, tc_redis_port)));
+				(errmsg("tenant_cache worker connected to Redis at %s",
+						tc_redis_address())));
 		return true;
 	}
 	tc_stats_redis_error(err);

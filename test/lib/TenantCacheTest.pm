@@ -240,11 +240,14 @@ sub _alive
 
 =over
 
-=item TenantCacheTest::Redis->new(name => 'a', port => $port, start => 1)
+=item TenantCacheTest::Redis->new(name => 'a', port => $port, start => 1, args => [...], sentinel => $conf)
 
 A Redis server on 127.0.0.1 and a free port (unless given), started unless
 start => 0.  No snapshots are taken (--save '') and no AOF is kept; see
-stop(save => 1) for keeping keys over a restart.
+stop(save => 1) for keeping keys over a restart.  args are appended to the
+command line (say --replicaof 127.0.0.1 PORT, or --cluster-enabled yes).
+With sentinel => $text, the server is a sentinel whose configuration file
+(written in its directory, which Sentinel rewrites) holds $text.
 
 =cut
 
@@ -267,6 +270,8 @@ sub new
 		  "$PostgreSQL::Test::Utils::log_path/${test}_${name}_$port.log",
 		pid => undef,
 		paused => 0,
+		args => $opt{args} || [],
+		sentinel => $opt{sentinel},
 	}, $class;
 	push @servers, $self;
 	$self->start unless defined $opt{start} && !$opt{start};
@@ -318,7 +323,24 @@ sub start
 		'--dbfilename', 'dump.rdb',
 		'--daemonize', 'yes',
 		'--pidfile', $self->{pidfile},
-		'--logfile', $self->{logfile});
+		'--logfile', $self->{logfile},
+		@{ $self->{args} });
+	if (defined $self->{sentinel})
+	{
+		my $conf = "$self->{dir}/sentinel.conf";
+		open my $cf, '>', $conf or BAIL_OUT("cannot write $conf: $!");
+		print $cf $self->{sentinel};
+		close $cf;
+		@cmd = (
+			'redis-server', $conf, '--sentinel',
+			'--port', $self->{port},
+			'--bind', '127.0.0.1',
+			'--dir', $self->{dir},
+			'--daemonize', 'yes',
+			'--pidfile', $self->{pidfile},
+			'--logfile', $self->{logfile},
+			@{ $self->{args} });
+	}
 	note "starting Redis: @cmd";
 	IPC::Run::run(\@cmd, '<', '/dev/null', '>>', $self->{logfile}, '2>&1')
 	  or BAIL_OUT("redis-server on port $self->{port} failed to start");
