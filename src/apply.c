@@ -33,6 +33,13 @@
  *	  attempt starts again from cursor 0.  With merge_scans off each glob
  *	  gets its own SCAN MATCH glob iteration.
  *
+ * In a Redis Cluster (tenant_cache.redis_mode = cluster) each literal key
+ * goes to the master owning its slot, and the merged SCAN iteration runs on
+ * every master, a glob being cleared once all have completed; UNLINKs hold
+ * one key each (keys of different slots draw CROSSSLOT), MOVED and ASK are
+ * followed inside redis.c, and a SCAN pass during which slots moved does
+ * not count (cluster_unstable).
+ *
  * Outcomes: an error reply to a glob's UNLINK fails that glob only; an
  * error reply to SCAN fails the globs of that SCAN; a lost connection or a
  * timeout fails the globs of the unit under way and leaves later units
