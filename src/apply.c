@@ -762,8 +762,11 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 	TimestampTz start = GetCurrentTimestamp();
 	Unit	   *units = palloc(sizeof(Unit) * (n + 1));
 	int			nunits = make_units(jobs, n, units);
+	char	   *err = NULL;
 
 	if (!tc_redis_confirm_master() && !reconnect())
+		return false;
+	if (!tc_redis_refresh_slots(&err) && !reconnect())
 		return false;
 	for (int u = 0; u < nunits; u++)
 	{
