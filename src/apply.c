@@ -33,6 +33,13 @@
  *	  attempt starts again from cursor 0.  With merge_scans off each glob
  *	  gets its own SCAN MATCH glob iteration.
  *
+ * In a Redis Cluster (tenant_cache.redis_mode = cluster) each literal key
+ * goes to the master owning its slot, and the merged SCAN iteration runs on
+ * every master, a glob being cleared once all have completed; UNLINKs hold
+ * one key each (keys of different slots draw CROSSSLOT), MOVED and ASK are
+ * followed inside redis.c, and a SCAN pass during which slots moved does
+ * not count (cluster_unstable).
+ *
  * Outcomes: an error reply to a glob's UNLINK fails that glob only; an
  * error reply to SCAN fails the globs of that SCAN; a lost connection or a
  * timeout fails the globs of the unit under way and leaves later units
@@ -784,8 +791,11 @@ tc_apply_globs(TcGlobJob *jobs, int n, int time_limit_ms)
 	TimestampTz start = GetCurrentTimestamp();
 	Unit	   *units = palloc(sizeof(Unit) * (n + 1));
 	int			nunits = make_units(jobs, n, units);
+	char	   *err = NULL;
 
 	if (!tc_redis_confirm_master() && !reconnect())
+		return false;
+	if (!tc_redis_refresh_slots(&err) && !reconnect())
 		return false;
 	for (int u = 0; u < nunits; u++)
 	{

@@ -58,6 +58,7 @@ static bool last_error_was_timeout = false;
 /* Cluster mode: the master owning each slot (index into nodes[]). */
 #define TC_CLUSTER_SLOTS 16384
 static int8 slot_owner[TC_CLUSTER_SLOTS];
+static bool slots_moved = false;	/* a MOVED reply: read the map again */
 
 /*
  * Cluster mode: copies of the commands appended since the last exchange, to
@@ -901,6 +902,45 @@ connect_cluster(char **errmsg)
 	return true;
 }
 
+/*
+ * Cluster mode, before each batch: after a MOVED reply (slots were
+ * reassigned) read the slot map again from the first master, connecting to
+ * masters that are new, so that exact keys go straight to their new owner
+ * rather than one MOVED per slot.  False with *errmsg after an I/O error
+ * (every connection is closed then).
+ */
+bool
+tc_redis_refresh_slots(char **errmsg)
+{
+	TcRedisAddr *masters;
+	int			map[TC_MAX_REDIS_NODES];
+	int			n;
+
+	if (tc_redis_mode != TC_REDIS_CLUSTER || !slots_moved || nnodes == 0)
+		return true;
+	slots_moved = false;
+	masters = palloc(sizeof(TcRedisAddr) * TC_MAX_REDIS_NODES);
+	conn = nodes[0].ctx;
+	n = read_slot_map(&nodes[0].addr, masters, errmsg);
+	if (n < 0)
+	{
+		if (tc_redis_is_connected())
+			tc_redis_disconnect();
+		return false;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		map[i] = node_at(&masters[i], errmsg);
+		if (map[i] < 0)
+			return false;
+	}
+	for (int slot = 0; slot < TC_CLUSTER_SLOTS; slot++)
+		if (slot_owner[slot] >= 0)
+			slot_owner[slot] = (int8) map[slot_owner[slot]];
+	conn = nodes[0].ctx;
+	return true;
+}
+
 /* The myself line of CLUSTER NODES: "id addr@cport flags master ... slots" */
 static bool
 myself_line(const char *text, const char **line, size_t *len)
@@ -1118,7 +1158,10 @@ follow_redirects(int i, redisReply **reply, TimestampTz deadline, char **errmsg)
 		if (idx < 0)
 			return TC_REDIS_IO_ERROR;
 		if (!ask)
+		{
 			slot_owner[slot] = (int8) idx;
+			slots_moved = true;
+		}
 		conn = nodes[idx].ctx;
 		if ((ask && redisAppendFormattedCommand(conn, asking, sizeof(asking) - 1) != REDIS_OK) ||
 			redisAppendFormattedCommand(conn, pending_cmds[i], pending_lens[i]) != REDIS_OK)

@@ -204,6 +204,7 @@ extern int	tc_redis_node_count(void);
 extern void tc_redis_select_node(int i);
 extern int	tc_redis_key_node(const char *key, size_t len);
 extern char *tc_redis_cluster_state(bool *stable, char **errmsg);
+extern bool tc_redis_refresh_slots(char **errmsg);
 
 /* A host:port of tenant_cache.redis_nodes (redis.c) */
 #define TC_MAX_REDIS_NODES	64

@@ -343,6 +343,18 @@ sub errorstat
 			60),
 		'the replica is a master now');
 	check_round('replica promotion during writes');
+
+	# The worker knows the new slot map: exact keys go straight there.
+	$_->cmd('CONFIG', 'RESETSTAT') foreach @servers;
+	my @after = map { "g$_" } 1 .. 60;
+	my @k = map { "tenant:1:client:1:bu:1:person:$_" } @after;
+	set_cluster_keys(@k);
+	push @affected, @k;
+	$node->safe_psql('postgres',
+		'INSERT INTO people VALUES '
+		  . join(', ', map { "('$_', '1', 1, 1)" } @after));
+	check_round('exact keys after the promotion');
+	is(errorstat('MOVED'), 0, 'after the promotion exact keys go straight to their new master');
 }
 
 # 4b. One master stalled (SIGSTOP) while the worker talks to it: a fast
