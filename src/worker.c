@@ -81,7 +81,7 @@ static SPIPlanPtr fail_plan = NULL;
  * TC_BATCH_PERIOD_US_PER_ROW per entry of the previous batch after it, up
  * to TC_MAX_BATCH_PERIOD_MS; see coalesce_commits.
  */
-#define TC_BATCH_PERIOD_US_PER_ROW 100
+#define TC_BATCH_PERIOD_US_PER_ROW 25
 #define TC_MAX_BATCH_PERIOD_MS 20
 
 /* Upper bound on the time one batch holds its transaction open. */
