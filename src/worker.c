@@ -568,6 +568,13 @@ tc_worker_main(Datum main_arg)
 	 * they need not wait for the WAL flush the writers' commits wait for.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * The queue is small but churns (entries inserted and deleted many times
+	 * a second, vacuumed now and then): its statistics say "tiny", its heap
+	 * is full of dead rows.  Reach it through its indexes, never a scan.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
 	tc_worker_attach(index);
 	tc_stats_worker_started(index);
