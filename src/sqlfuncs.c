@@ -28,25 +28,51 @@ PG_FUNCTION_INFO_V1(tc_check_pattern_sql);
 PG_FUNCTION_INFO_V1(tc_pattern_columns);
 
 
-static char *
-text_arg_or_null(FunctionCallInfo fcinfo, int n)
+/* Text argument n as a C string; NULL when SQL NULL or not passed. */
+char *
+tc_text_arg(FunctionCallInfo fcinfo, int n)
 {
 	if (PG_NARGS() <= n || PG_ARGISNULL(n))
 		return NULL;
 	return text_to_cstring(PG_GETARG_TEXT_PP(n));
 }
 
-static char *
-checked_pattern(FunctionCallInfo fcinfo)
+static void
+require_pattern(const char *pattern)
 {
-	char	   *pattern = text_arg_or_null(fcinfo, 0);
-
 	if (pattern == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("pattern must not be NULL")));
 	tc_check_pattern(pattern);
+}
+
+static char *
+checked_pattern(FunctionCallInfo fcinfo)
+{
+	char	   *pattern = tc_text_arg(fcinfo, 0);
+
+	require_pattern(pattern);
 	return pattern;
+}
+
+/*
+ * The glob an administrator's call builds for a pattern and values (NULL:
+ * every value; row placeholders stand for every value), into buf, after
+ * checking the pattern; returns the pattern, parsed.  invalidate_pattern(),
+ * glob_for() and the toolbox (explore, count_keys, ...) all build it here.
+ */
+TcPattern *
+tc_call_glob(StringInfo buf, const char *pattern,
+			 const char *const values[TC_NLEVELS])
+{
+	TcColumns	columns = {0, NULL};
+	TcPattern  *parsed;
+
+	require_pattern(pattern);
+	parsed = tc_parse_pattern(pattern, &columns);
+	tc_build_glob(buf, tc_current_key_format(), values, parsed, NULL);
+	return parsed;
 }
 
 /* check_pattern(pattern text) RETURNS void: the rules for admin patterns. */
@@ -64,16 +90,12 @@ tc_check_pattern_sql(PG_FUNCTION_ARGS)
 static TcPattern *
 build_call_glob(StringInfo buf, FunctionCallInfo fcinfo, char **raw)
 {
-	TcColumns	columns = {0, NULL};
 	const char *values[TC_NLEVELS];
-	TcPattern  *pattern;
 
-	*raw = checked_pattern(fcinfo);
-	pattern = tc_parse_pattern(*raw, &columns);
+	*raw = tc_text_arg(fcinfo, 0);
 	for (int level = 0; level < TC_NLEVELS; level++)
-		values[level] = text_arg_or_null(fcinfo, level + 1);
-	tc_build_glob(buf, tc_current_key_format(), values, pattern, NULL);
-	return pattern;
+		values[level] = tc_text_arg(fcinfo, level + 1);
+	return tc_call_glob(buf, *raw, values);
 }
 
 /*
@@ -123,7 +145,7 @@ tc_glob_for(PG_FUNCTION_ARGS)
 Datum
 tc_invalidate_model(PG_FUNCTION_ARGS)
 {
-	char	   *model = text_arg_or_null(fcinfo, 0);
+	char	   *model = tc_text_arg(fcinfo, 0);
 	const char *values[TC_NLEVELS] = {NULL, NULL, NULL};
 	const TcModelDeps *deps;
 	StringInfoData buf;
@@ -132,7 +154,7 @@ tc_invalidate_model(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("model name must not be empty")));
-	values[TC_LEVEL_TENANT] = text_arg_or_null(fcinfo, 1);
+	values[TC_LEVEL_TENANT] = tc_text_arg(fcinfo, 1);
 	deps = tc_lookup_model(model);
 	if (deps == NULL)
 		ereport(ERROR,

@@ -166,6 +166,11 @@ extern bool tc_queue_row_seen(const char *key, uint32 len);
 extern void tc_queue_row_mark(const char *key, uint32 len);
 extern void tc_check_can_queue(void);
 
+/* SQL-callable functions' shared pieces (sqlfuncs.c) */
+extern char *tc_text_arg(FunctionCallInfo fcinfo, int n);
+extern TcPattern *tc_call_glob(StringInfo buf, const char *pattern,
+							   const char *const values[TC_NLEVELS]);
+
 /* Inbox to queue (absorb.c) */
 extern int	tc_absorb_inbox(void);
 extern void tc_absorb_reset(void);

@@ -202,30 +202,14 @@ key_text(const char *key, size_t len)
  */
 
 static char *
-arg_text(FunctionCallInfo fcinfo, int n)
-{
-	if (PG_NARGS() <= n || PG_ARGISNULL(n))
-		return NULL;
-	return text_to_cstring(PG_GETARG_TEXT_PP(n));
-}
-
-static char *
 call_glob(const char *pattern, const char *tenant, const char *client,
 		  const char *bu)
 {
 	const char *values[TC_NLEVELS] = {tenant, client, bu};
-	TcColumns	columns = {0, NULL};
 	StringInfoData buf;
 
-	if (pattern == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("pattern must not be NULL")));
-	tc_check_pattern(pattern);
 	initStringInfo(&buf);
-	/* Row placeholders {column} stand for every value. */
-	tc_build_glob(&buf, tc_current_key_format(), values,
-				  tc_parse_pattern(pattern, &columns), NULL);
+	tc_call_glob(&buf, pattern, values);
 	return buf.data;
 }
 
@@ -700,8 +684,8 @@ Datum
 tc_explore(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	char	   *glob = call_glob(arg_text(fcinfo, 0), arg_text(fcinfo, 1),
-								 arg_text(fcinfo, 3), arg_text(fcinfo, 4));
+	char	   *glob = call_glob(tc_text_arg(fcinfo, 0), tc_text_arg(fcinfo, 1),
+								 tc_text_arg(fcinfo, 3), tc_text_arg(fcinfo, 4));
 	int			max_keys = explore_max_keys(fcinfo);
 	ExploredKey *keys = palloc(sizeof(ExploredKey) * max_keys);
 	int			nkeys = 0;
@@ -780,8 +764,8 @@ Datum
 tc_count_keys(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	char	   *glob = call_glob(arg_text(fcinfo, 0), arg_text(fcinfo, 1),
-								 arg_text(fcinfo, 2), arg_text(fcinfo, 3));
+	char	   *glob = call_glob(tc_text_arg(fcinfo, 0), tc_text_arg(fcinfo, 1),
+								 tc_text_arg(fcinfo, 2), tc_text_arg(fcinfo, 3));
 	int64		count = 0;
 	ScanWalk	walk;
 	Datum		values[3];
