@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "storage/block.h"
 
