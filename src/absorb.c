@@ -6,11 +6,15 @@
  *
  * Writers append their transaction's globs to tenant_cache.inbox with one
  * heap insert (queue.c).  The worker, in its batch transaction, reads inbox
- * rows, adds each glob to tenant_cache.pending unless a twin is already
- * waiting there (not applied yet, so it will be applied after this commit
- * anyway), and deletes the rows it read.  Only the worker writes pending, so
- * this needs no locking; a transaction committing meanwhile is read by the
- * next pass.  Redis plays no part: an outage still leaves one entry per glob.
+ * rows, drops each glob that has a twin waiting in tenant_cache.pending (not
+ * applied yet, so it will be applied after this commit anyway), and deletes
+ * the rows it read.  It applies the other ("fresh") globs in the same batch
+ * and adds to pending only those that fail or that the batch does not reach
+ * (worker.c), or all of them while Redis is down: an outage still leaves
+ * one entry per glob, and a stream of commits with Redis up never writes
+ * pending (whose hash index would fill with dead entries of the same globs).
+ * Only the worker writes pending, so this needs no locking; a transaction
+ * committing meanwhile is read by the next pass.
  *
  * A pass reads only the blocks that commits wrote since the last pass, so
  * deleted rows that cannot be vacuumed yet (an old snapshot holds them) are
@@ -73,7 +77,6 @@ typedef struct GlobEntry
 static BlockNumber resume_block = InvalidBlockNumber;
 static TimestampTz last_full_pass = 0;
 static SPIPlanPtr read_plan = NULL;
-static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr twins_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 
@@ -231,14 +234,15 @@ mark_twins(globmap_hash *map, Datum *globs, int n)
 	}
 }
 
-/* Add the globs that have no waiting twin to tenant_cache.pending. */
-static void
-add_to_pending(globmap_hash *map)
+/*
+ * The globs of the pass that have no twin waiting in the queue, with the
+ * earliest commit that queued each; counts what commits queued.
+ */
+static int
+fresh_globs(globmap_hash *map, TcInboxGlob **out)
 {
-	Oid			argtypes[2] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID};
-	Datum		args[2];
 	Datum	   *globs = palloc(sizeof(Datum) * Max(map->members, 1));
-	Datum	   *times = palloc(sizeof(Datum) * Max(map->members, 1));
+	TcInboxGlob *fresh = palloc(sizeof(TcInboxGlob) * Max(map->members, 1));
 	globmap_iterator it;
 	GlobEntry  *e;
 	int			n = 0;
@@ -256,32 +260,28 @@ add_to_pending(globmap_hash *map)
 	{
 		if (e->has_twin)
 			continue;
-		globs[n] = CStringGetTextDatum(e->glob);
-		times[n] = TimestampTzGetDatum(e->enqueued_at);
-		n++;
+		fresh[n].glob = e->glob;
+		fresh[n++].enqueued_at = e->enqueued_at;
 	}
-	if (n == 0)
-		return;
-	args[0] = text_array(globs, n);
-	args[1] = PointerGetDatum(construct_array(times, n, TIMESTAMPTZOID, 8,
-											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	tc_spi_run(&insert_plan, "INSERT INTO tenant_cache.pending (glob, enqueued_at) "
-			   "SELECT g.glob, g.at "
-			   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2)) AS g(glob, at)",
-			   2, argtypes, args, SPI_OK_INSERT);
+	*out = fresh;
+	return n;
 }
 
 /*
- * One pass, inside the caller's transaction and SPI connection.  Returns
- * the number of inbox rows folded into the queue.
+ * One pass, inside the caller's transaction and SPI connection: the rows
+ * read are deleted, and their globs that have no twin waiting in the queue
+ * are returned in *fresh (*nfresh of them), for the caller to apply or add
+ * to the queue before it commits.  Returns the number of inbox rows read.
  */
 int
-tc_absorb_inbox(void)
+tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh)
 {
 	Oid			argtype = TIDARRAYOID;
 	AbsorbPass	pass;
 	Datum		arg;
 
+	*fresh = NULL;
+	*nfresh = 0;
 	if (!OidIsValid(tc_catalog_relid(TC_INBOX_TABLE, true)))
 		return 0;				/* extension still at version 1.0 */
 	pass.map = globmap_create(CurrentMemoryContext, 256, NULL);
@@ -291,7 +291,7 @@ tc_absorb_inbox(void)
 	read_pass(&pass);
 	if (pass.nrows == 0)
 		return 0;
-	add_to_pending(pass.map);
+	*nfresh = fresh_globs(pass.map, fresh);
 	arg = PointerGetDatum(construct_array(pass.ctids, pass.nrows, TIDOID,
 										  sizeof(ItemPointerData), false,
 										  TYPALIGN_SHORT));

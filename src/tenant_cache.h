@@ -173,7 +173,13 @@ extern TcPattern *tc_call_glob(StringInfo buf, const char *pattern,
 							   const char *const values[TC_NLEVELS]);
 
 /* Inbox to queue (absorb.c) */
-extern int	tc_absorb_inbox(void);
+typedef struct TcInboxGlob
+{
+	char	   *glob;
+	TimestampTz enqueued_at;	/* of the earliest commit that queued it */
+} TcInboxGlob;
+
+extern int	tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh);
 extern void tc_absorb_reset(void);
 
 /* Trigger (trigger.c) */

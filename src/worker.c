@@ -6,11 +6,14 @@
  * Modelled on src/test/modules/worker_spi: WaitLatch with
  * WL_EXIT_ON_PM_DEATH, SIGHUP re-reads the settings, SIGTERM ends the
  * process at the next interrupt check (also while waiting on Redis, see
- * redis.c), one transaction per batch.  A batch is up to batch_size queue
- * rows taken FOR UPDATE SKIP LOCKED; each distinct glob is cleared with
- * SCAN + UNLINK, and its rows are deleted in the same transaction only after
- * Redis succeeded.  Failed rows stay, with attempts, last_error and an
- * exponential next_attempt_at.  The worker starts only once recovery has
+ * redis.c), one transaction per batch.  A batch reads the inbox (absorb.c)
+ * and takes up to batch_size entries: the due rows of the queue
+ * (tenant_cache.pending, FOR UPDATE SKIP LOCKED), then the globs just read
+ * from the inbox that have no twin waiting there ("fresh").  Its distinct
+ * globs are cleared together (apply.c); a queue row is deleted in the same
+ * transaction only after Redis succeeded, and a fresh glob enters the queue
+ * only if it failed or was not reached.  Failed entries stay, with
+ * attempts, last_error and an exponential next_attempt_at.  The worker starts only once recovery has
  * finished, so a standby runs none and a promoted one drains its queue.
  * There is one worker per database of tenant_cache.database, each on its
  * own queue (the queue tables are per database), latch and statistics.
@@ -31,6 +34,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -40,6 +44,10 @@
 
 #define TC_MIN_BACKOFF_MS 100
 
+/*
+ * An entry of a batch: a row of the queue, or (id 0) a fresh glob just read
+ * from the inbox, which enters the queue only if it is not applied now.
+ */
 typedef struct QueueRow
 {
 	int64		id;
@@ -48,6 +56,7 @@ typedef struct QueueRow
 	bool		applied;		/* applied once, this is its repeat */
 	TimestampTz enqueued_at;
 	bool		ok;				/* its glob was applied in this batch */
+	char	   *error;			/* or why it failed (NULL: not attempted) */
 } QueueRow;
 
 /*
@@ -75,6 +84,7 @@ static SPIPlanPtr fetch_plan = NULL;
 static SPIPlanPtr delete_plan = NULL;
 static SPIPlanPtr repeat_plan = NULL;
 static SPIPlanPtr fail_plan = NULL;
+static SPIPlanPtr park_plan = NULL;
 
 /*
  * Batches of a busy stream of commits start no sooner than
@@ -294,8 +304,80 @@ compare_rows(const void *a, const void *b)
 	return ra->id < rb->id ? -1 : ra->id > rb->id;
 }
 
+/* A one-dimensional array of n elements of type, some NULL. */
+static Datum
+array_with_nulls(Datum *elems, bool *nulls, int n, Oid type)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+	int16		len;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(type, &len, &byval, &align);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, type,
+											  len, byval, align));
+}
+
+/*
+ * The fresh globs (id 0) of rows[0..n) that must wait in the queue enter
+ * it, in one statement: those not attempted, those that failed (with their
+ * error and the backoff of a first failed attempt), and, with
+ * repeat_after_ms, those applied, marked as waiting for their repeat.
+ */
+static void
+park_rows(QueueRow *rows, int n)
+{
+	static const Oid types[6] = {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			argtypes[6] = {TEXTARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID,
+	TEXTARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID};
+	Datum		args[6];
+	Datum	   *v[6];
+	bool	   *isnull[6];
+	TimestampTz now = GetCurrentTimestamp();
+	int			m = 0;
+
+	for (int c = 0; c < 6; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * Max(n, 1));
+		isnull[c] = palloc0(sizeof(bool) * Max(n, 1));
+	}
+	for (int i = 0; i < n; i++)
+	{
+		QueueRow   *r = &rows[i];
+		bool		repeat = r->ok && tc_repeat_after_ms > 0;
+
+		if (r->id != 0 || (r->ok && !repeat))
+			continue;
+		v[0][m] = CStringGetTextDatum(r->glob);
+		v[1][m] = TimestampTzGetDatum(r->enqueued_at);
+		v[2][m] = Int32GetDatum(r->error != NULL ? 1 : 0);
+		isnull[3][m] = r->error == NULL;
+		v[3][m] = r->error != NULL ? CStringGetTextDatum(r->error) : (Datum) 0;
+		isnull[4][m] = r->error == NULL && !repeat;
+		v[4][m] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, repeat ?
+																  tc_repeat_after_ms :
+																  backoff_ms(1)));
+		isnull[5][m] = !repeat;
+		v[5][m] = TimestampTzGetDatum(now);
+		m++;
+	}
+	if (m == 0)
+		return;
+	for (int c = 0; c < 6; c++)
+		args[c] = array_with_nulls(v[c], isnull[c], m, types[c]);
+	tc_spi_run(&park_plan, "INSERT INTO tenant_cache.pending "
+			   "(glob, enqueued_at, attempts, last_error, next_attempt_at, applied_at) "
+			   "SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
+			   "pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
+			   "pg_catalog.unnest($6))",
+			   6, argtypes, args, SPI_OK_INSERT);
+}
+
+/* Up to limit due rows of the queue, in id order, into rows[]. */
 static int
-fetch_batch(QueueRow **rows)
+fetch_due(QueueRow *rows, int limit)
 {
 	Oid			argtypes[2] = {INT4OID, INT8OID};
 	Datum		args[2];
@@ -306,7 +388,7 @@ fetch_batch(QueueRow **rows)
 		scan_after_id = 0;
 	if (scan_after_id == 0)
 		last_full_pass = now;
-	args[0] = Int32GetDatum(tc_batch_size);
+	args[0] = Int32GetDatum(limit);
 	args[1] = Int64GetDatum(scan_after_id);
 	tc_spi_run(&fetch_plan, "SELECT id, glob, attempts, applied_at IS NOT NULL, enqueued_at "
 							  "FROM tenant_cache.pending "
@@ -316,38 +398,74 @@ fetch_batch(QueueRow **rows)
 							  "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
 			   2, argtypes, args, SPI_OK_SELECT);
 	n = SPI_processed;
-	*rows = palloc(sizeof(QueueRow) * Max(n, 1));
 	for (int i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		(*rows)[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		(*rows)[i].glob = SPI_getvalue(tup, desc, 2);
-		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		(*rows)[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		(*rows)[i].enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
-		(*rows)[i].ok = false;
+		memset(&rows[i], 0, sizeof(QueueRow));
+		rows[i].id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		rows[i].glob = SPI_getvalue(tup, desc, 2);
+		rows[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		rows[i].applied = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		rows[i].enqueued_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 	/* Rows come in id order: continue after the last, or start over. */
-	scan_after_id = n == tc_batch_size ? (*rows)[n - 1].id : 0;
+	scan_after_id = n == limit ? rows[n - 1].id : 0;
+	return n;
+}
+
+/* Fresh globs of the inbox as entries of a batch (id 0). */
+static void
+fresh_rows(QueueRow *rows, TcInboxGlob *fresh, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		memset(&rows[i], 0, sizeof(QueueRow));
+		rows[i].glob = fresh[i].glob;
+		rows[i].enqueued_at = fresh[i].enqueued_at;
+	}
+}
+
+/*
+ * The batch: up to batch_size entries, the due rows of the queue first (in
+ * id order, so a backlog is walked in commit order), then the fresh globs
+ * just read from the inbox.  Fresh globs beyond the batch enter the queue
+ * at once.  Sorted by glob, for apply_batch.
+ */
+static int
+take_batch(QueueRow **rows, TcInboxGlob *fresh, int nfresh)
+{
+	int			n;
+	int			ndirect;
+
+	*rows = palloc(sizeof(QueueRow) * (tc_batch_size + Max(nfresh, 1)));
+	n = fetch_due(*rows, tc_batch_size);
+	ndirect = Min(nfresh, tc_batch_size - n);
+	fresh_rows(*rows + n, fresh, nfresh);
+	park_rows(*rows + n + ndirect, nfresh - ndirect);
+	n += ndirect;
 	qsort(*rows, n, sizeof(QueueRow), compare_rows);
 	return n;
 }
 
-/* The ids of rows[from..to), all of them or only those (not) applied before. */
+/*
+ * The ids of the queue's rows among rows[from..to), all of them or only
+ * those (not) applied before; *n: how many.
+ */
 static Datum
-ids_array(QueueRow *rows, int from, int to, int applied, bool only_ok)
+ids_array(QueueRow *rows, int from, int to, int applied, bool only_ok, int *n)
 {
 	Datum	   *ids = palloc(sizeof(Datum) * Max(to - from, 1));
-	int			n = 0;
 
+	*n = 0;
 	for (int i = from; i < to; i++)
-		if ((applied < 0 || rows[i].applied == (applied > 0)) &&
+		if (rows[i].id != 0 &&
+			(applied < 0 || rows[i].applied == (applied > 0)) &&
 			(!only_ok || rows[i].ok))
-			ids[n++] = Int64GetDatum(rows[i].id);
-	return PointerGetDatum(construct_array(ids, n, INT8OID, 8,
+			ids[(*n)++] = Int64GetDatum(rows[i].id);
+	return PointerGetDatum(construct_array(ids, *n, INT8OID, 8,
 										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
@@ -362,14 +480,18 @@ finish_rows(QueueRow *rows, int n)
 	Oid			argtypes[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
 	Datum		args[2];
 	bool		repeat = tc_repeat_after_ms > 0;
+	int			nids;
 
-	args[0] = ids_array(rows, 0, n, repeat ? 1 : -1, true);
-	tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.pending "
-							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-			   1, argtypes, args, SPI_OK_DELETE);
+	args[0] = ids_array(rows, 0, n, repeat ? 1 : -1, true, &nids);
+	if (nids > 0)
+		tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.pending "
+				   "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+				   1, argtypes, args, SPI_OK_DELETE);
 	if (!repeat)
 		return;
-	args[0] = ids_array(rows, 0, n, 0, true);
+	args[0] = ids_array(rows, 0, n, 0, true, &nids);
+	if (nids == 0)
+		return;
 	args[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  tc_repeat_after_ms));
 	tc_spi_run(&repeat_plan, "UPDATE tenant_cache.pending "
@@ -386,10 +508,16 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 	Oid			argtypes[3] = {INT8ARRAYOID, TEXTOID, TIMESTAMPTZOID};
 	Datum		args[3];
 	int			attempts = 0;
+	int			nids;
 
 	for (int i = from; i < to; i++)
+	{
+		rows[i].error = (char *) err;
 		attempts = Max(attempts, rows[i].attempts + 1);
-	args[0] = ids_array(rows, from, to, -1, false);
+	}
+	args[0] = ids_array(rows, from, to, -1, false, &nids);
+	if (nids == 0)
+		return;					/* fresh globs only: park_rows adds them */
 	args[1] = CStringGetTextDatum(err);
 	args[2] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															  backoff_ms(attempts)));
@@ -487,6 +615,7 @@ apply_batch(QueueRow *rows, int n)
 			io_error = job->error;
 	}
 	finish_rows(rows, n);
+	park_rows(rows, n);
 	/* Lost messages of a lost connection are counted and logged there. */
 	tc_publish_applied(published, npublished);
 	if (io_error != NULL)
@@ -495,15 +624,18 @@ apply_batch(QueueRow *rows, int n)
 }
 
 /*
- * One transaction: fold the inbox into the queue and, when Redis can be
- * reached (with_redis), take a batch and apply it; without Redis the fold
- * alone keeps an outage at one entry per glob.  Returns the number of rows
- * taken, or -1 when the extension is not installed in this database.
+ * One transaction: read the inbox and, when Redis can be reached
+ * (with_redis), take a batch (due queue rows and fresh globs) and apply it;
+ * without Redis the fresh globs enter the queue, which keeps an outage at
+ * one entry per glob.  Returns the number of entries and inbox rows taken,
+ * or -1 when the extension is not installed in this database.
  */
 static int
 process_batch(bool with_redis)
 {
 	QueueRow   *rows;
+	TcInboxGlob *fresh;
+	int			nfresh;
 	int			n = -1;
 	int			absorbed = 0;
 
@@ -517,8 +649,16 @@ process_batch(bool with_redis)
 							   "folding tenant_cache inbox into the queue");
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		absorbed = tc_absorb_inbox();
-		n = with_redis ? fetch_batch(&rows) : 0;
+		absorbed = tc_absorb_inbox(&fresh, &nfresh);
+		if (with_redis)
+			n = take_batch(&rows, fresh, nfresh);
+		else
+		{
+			rows = palloc(sizeof(QueueRow) * Max(nfresh, 1));
+			fresh_rows(rows, fresh, nfresh);
+			park_rows(rows, nfresh);
+			n = 0;
+		}
 		if (n > 0 && !apply_batch(rows, n))
 			scan_after_id = 0;	/* the rest of the batch is due again */
 		if (n > 0 && tc_debug_pause_before_commit_ms > 0)
