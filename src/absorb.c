@@ -24,9 +24,13 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "storage/bufmgr.h"
 #include "storage/itemptr.h"
@@ -34,6 +38,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "tenant_cache.h"
@@ -68,23 +73,28 @@ typedef struct GlobEntry
 /*
  * What a pass reads: the blocks that commits wrote since the last pass
  * (they tell the worker through shared memory when they wake it, see
- * tenant_cache.c), and the rest of a pass that hit its row limit.  A pass
- * over the whole inbox runs when the worker starts, after an error, when
- * too many blocks were written to list them, and every TC_FULL_PASS_POLLS
- * poll intervals as a safety net.
+ * tenant_cache.c), from the lowest of them on when there were too many to
+ * list (or a COMMIT PREPARED, whose block is not known), and the rest of a
+ * pass that hit its row limit.  A pass over the whole inbox runs when the
+ * worker starts (commits that found no worker to tell), after an error, and
+ * every TC_FULL_PASS_POLLS poll intervals as a safety net.  That pass walks
+ * every page the inbox has, the deleted rows that vacuum has not reclaimed
+ * yet included (under a heavy stream of commits, thousands of pages between
+ * two autovacuum runs), so it is rare.
  */
-#define TC_FULL_PASS_POLLS 10
+#define TC_FULL_PASS_POLLS 60
 static BlockNumber resume_block = InvalidBlockNumber;
 static TimestampTz last_full_pass = 0;
-static SPIPlanPtr read_plan = NULL;
 static SPIPlanPtr twins_plan = NULL;
-static SPIPlanPtr delete_plan = NULL;
 
 /* Rows read by one pass. */
 typedef struct AbsorbPass
 {
+	Relation	rel;			/* tenant_cache.inbox */
+	Snapshot	snapshot;
+	TupleTableSlot *slot;
 	globmap_hash *map;			/* distinct globs */
-	Datum	   *ctids;			/* of the rows read */
+	ItemPointerData *tids;		/* of the rows read */
 	int			nrows;
 	int			cap;
 } AbsorbPass;
@@ -97,89 +107,94 @@ tc_absorb_reset(void)
 	last_full_pass = 0;
 }
 
-/* Collect the globs and ctids of the rows SPI just read. */
+/* Add the globs of an inbox row, committed at `at`, to the pass. */
 static void
-collect_rows(AbsorbPass *pass)
+collect_globs(AbsorbPass *pass, ArrayType *arr, TimestampTz at)
 {
-	uint64		n = SPI_processed;
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			nelems;
 
-	if (pass->nrows + n > pass->cap)
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
+					  &elems, &elemnulls, &nelems);
+	for (int j = 0; j < nelems; j++)
 	{
-		pass->cap = Max(pass->cap * 2, pass->nrows + (int) n);
-		pass->ctids = repalloc(pass->ctids, sizeof(Datum) * pass->cap);
-	}
-	for (uint64 i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		ArrayType  *arr;
-		Datum	   *elems;
-		bool	   *elemnulls;
-		int			nelems;
-		TimestampTz at;
+		GlobEntry  *e;
+		bool		found;
 
-		pass->ctids[pass->nrows++] = SPI_getbinval(tup, desc, 1, &isnull);
-		arr = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 2, &isnull));
-		at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
-		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT,
-						  &elems, &elemnulls, &nelems);
-		for (int j = 0; j < nelems; j++)
+		if (elemnulls[j])
+			continue;
+		e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
+		if (!found)
 		{
-			GlobEntry  *e;
-			bool		found;
-
-			if (elemnulls[j])
-				continue;
-			e = globmap_insert(pass->map, TextDatumGetCString(elems[j]), &found);
-			if (!found)
-			{
-				e->commits = 0;
-				e->has_twin = false;
-			}
-			e->commits++;
-			if (!found || at < e->enqueued_at)
-				e->enqueued_at = at;
+			e->commits = 0;
+			e->has_twin = false;
 		}
+		e->commits++;
+		if (!found || at < e->enqueued_at)
+			e->enqueued_at = at;
 	}
 }
 
+/* Keep the row in the slot: its TID, and its globs in the pass's map. */
+static void
+collect_row(AbsorbPass *pass, TupleTableSlot *slot)
+{
+	bool		isnull[2];
+	Datum		globs;
+	Datum		at;
+
+	if (pass->nrows == pass->cap)
+	{
+		pass->cap *= 2;
+		pass->tids = repalloc(pass->tids, sizeof(ItemPointerData) * pass->cap);
+	}
+	pass->tids[pass->nrows++] = slot->tts_tid;
+	globs = slot_getattr(slot, 1, &isnull[0]);
+	at = slot_getattr(slot, 2, &isnull[1]);
+	if (!isnull[0] && !isnull[1])
+		collect_globs(pass, DatumGetArrayTypeP(globs), DatumGetTimestampTz(at));
+}
+
 /*
- * Read the rows of blocks [from, to), at most limit of them (0: all);
+ * Read the rows of blocks [from, to), at most limit of them (0: all), with
+ * a TID range scan of the heap (no executor: this runs for every batch);
  * returns the block of the last row when the limit was hit, else
  * InvalidBlockNumber.
  */
 static BlockNumber
 read_blocks(AbsorbPass *pass, BlockNumber from, BlockNumber to, int limit)
 {
-	Oid			argtypes[3] = {TIDOID, TIDOID, INT4OID};
-	Datum		args[3];
 	ItemPointerData lo;
 	ItemPointerData hi;
-	bool		isnull;
-	uint64		n;
+	TableScanDesc scan;
+	int			n = 0;
+	BlockNumber last = InvalidBlockNumber;
 
-	ItemPointerSetBlockNumber(&lo, from);
-	ItemPointerSetOffsetNumber(&lo, 0);
-	ItemPointerSetBlockNumber(&hi, to);
-	ItemPointerSetOffsetNumber(&hi, 0);
-	args[0] = PointerGetDatum(&lo);
-	args[1] = PointerGetDatum(&hi);
-	args[2] = Int32GetDatum(limit > 0 ? limit : PG_INT32_MAX);
-	tc_spi_run(&read_plan, "SELECT ctid, globs, enqueued_at FROM tenant_cache.inbox "
-			   "WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 "
-			   "LIMIT $3",
-			   3, argtypes, args, SPI_OK_SELECT);
-	n = SPI_processed;
-	collect_rows(pass);
-	if (limit > 0 && n == (uint64) limit)
+	ItemPointerSet(&lo, from, FirstOffsetNumber);
+	ItemPointerSet(&hi, to == InvalidBlockNumber ? MaxBlockNumber : to - 1,
+				   MaxOffsetNumber);
+	scan = table_beginscan_tidrange(pass->rel, pass->snapshot, &lo, &hi);
+	while (table_scan_getnextslot_tidrange(scan, ForwardScanDirection, pass->slot))
+	{
+		collect_row(pass, pass->slot);
 		/* Rows come in block order: the pass resumes at the last one's. */
-		return ItemPointerGetBlockNumber((ItemPointer) DatumGetPointer(
-			SPI_getbinval(SPI_tuptable->vals[n - 1], SPI_tuptable->tupdesc, 1, &isnull)));
-	return InvalidBlockNumber;
+		if (limit > 0 && ++n == limit)
+		{
+			last = ItemPointerGetBlockNumber(&pass->slot->tts_tid);
+			break;
+		}
+	}
+	table_endscan(scan);
+	return last;
 }
 
-/* Read what this pass must read (see the comment above resume_block). */
+/*
+ * Read what this pass must read (see the comment above resume_block).  The
+ * snapshot is taken after the list of written blocks: a commit adds its
+ * block to the list only once it is visible, so every row of a listed block
+ * is seen.
+ */
 static void
 read_pass(AbsorbPass *pass)
 {
@@ -188,6 +203,7 @@ read_pass(AbsorbPass *pass)
 	TimestampTz now = GetCurrentTimestamp();
 
 	tc_take_inbox_blocks(&written);
+	pass->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	if (TimestampDifferenceExceeds(last_full_pass, now,
 								   tc_poll_interval_ms * TC_FULL_PASS_POLLS))
 	{
@@ -204,6 +220,29 @@ read_pass(AbsorbPass *pass)
 	}
 	if (from != InvalidBlockNumber)
 		resume_block = read_blocks(pass, from, InvalidBlockNumber, TC_ABSORB_ROWS);
+}
+
+/*
+ * Delete the rows read.  Only the worker deletes inbox rows; a row someone
+ * else deleted meanwhile (by hand) is gone all the same.
+ */
+static void
+delete_rows(AbsorbPass *pass)
+{
+	CommandId	cid = GetCurrentCommandId(true);
+
+	for (int i = 0; i < pass->nrows; i++)
+	{
+		TM_FailureData tmfd;
+		TM_Result	result;
+
+		result = heap_delete(pass->rel, &pass->tids[i], cid, InvalidSnapshot,
+							 true, &tmfd, false);
+		if (result != TM_Ok && result != TM_Deleted)
+			elog(ERROR, "could not delete a row of tenant_cache.inbox: result %d",
+				 (int) result);
+	}
+	CommandCounterIncrement();
 }
 
 static Datum
@@ -276,27 +315,28 @@ fresh_globs(globmap_hash *map, TcInboxGlob **out)
 int
 tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh)
 {
-	Oid			argtype = TIDARRAYOID;
+	Oid			relid = tc_catalog_relid(TC_INBOX_TABLE, true);
 	AbsorbPass	pass;
-	Datum		arg;
 
 	*fresh = NULL;
 	*nfresh = 0;
-	if (!OidIsValid(tc_catalog_relid(TC_INBOX_TABLE, true)))
+	if (!OidIsValid(relid))
 		return 0;				/* extension still at version 1.0 */
+	pass.rel = table_open(relid, RowExclusiveLock);
+	tc_check_inbox_shape(pass.rel);
+	pass.slot = table_slot_create(pass.rel, NULL);
 	pass.map = globmap_create(CurrentMemoryContext, 256, NULL);
 	pass.cap = 64;
-	pass.ctids = palloc(sizeof(Datum) * pass.cap);
+	pass.tids = palloc(sizeof(ItemPointerData) * pass.cap);
 	pass.nrows = 0;
 	read_pass(&pass);
-	if (pass.nrows == 0)
-		return 0;
-	*nfresh = fresh_globs(pass.map, fresh);
-	arg = PointerGetDatum(construct_array(pass.ctids, pass.nrows, TIDOID,
-										  sizeof(ItemPointerData), false,
-										  TYPALIGN_SHORT));
-	tc_spi_run(&delete_plan, "DELETE FROM tenant_cache.inbox "
-			   "WHERE ctid OPERATOR(pg_catalog.=) ANY ($1)",
-			   1, &argtype, &arg, SPI_OK_DELETE);
+	UnregisterSnapshot(pass.snapshot);
+	if (pass.nrows > 0)
+	{
+		delete_rows(&pass);
+		*nfresh = fresh_globs(pass.map, fresh);
+	}
+	ExecDropSingleTupleTableSlot(pass.slot);
+	table_close(pass.rel, NoLock);
 	return pass.nrows;
 }

@@ -130,9 +130,10 @@ ensure_xact_state(void)
 	xact_cxt = AllocSetContextCreate(TopTransactionContext,
 									 "tenant_cache queue",
 									 ALLOCSET_DEFAULT_SIZES);
-	globs = strset_create(xact_cxt, 64, NULL);
-	seen_values = strset_create(xact_cxt, 64, NULL);
-	seen_rows = binset_create(xact_cxt, 64, NULL);
+	/* Most transactions queue a few globs: small sets, that grow. */
+	globs = strset_create(xact_cxt, 8, NULL);
+	seen_values = strset_create(xact_cxt, 8, NULL);
+	seen_rows = binset_create(xact_cxt, 8, NULL);
 	seen_values_gen = 0;
 	frames = NIL;
 }
@@ -364,20 +365,13 @@ globs_as_array(int *count)
 }
 
 /*
- * Append the transaction's globs to tenant_cache.inbox as one row, with a
- * plain heap insert: no executor, no index, no lookup of other rows, so
- * concurrent writers never touch the same tuple and never wait.  The worker
- * folds the rows into tenant_cache.pending, one entry per waiting glob.
- * The table is the extension's own; its shape is checked, not trusted.
+ * tenant_cache.inbox is the extension's own table, written and read below
+ * SQL (here and in absorb.c): its shape is checked, not trusted.
  */
-static void
-append_to_inbox(Oid relid, Datum globs_array)
+void
+tc_check_inbox_shape(Relation rel)
 {
-	Relation	rel = table_open(relid, RowExclusiveLock);
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	HeapTuple	tuple;
 
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relhasindex ||
 		desc->natts != 2 ||
@@ -389,6 +383,24 @@ append_to_inbox(Oid relid, Datum globs_array)
 				 errmsg("table tenant_cache.inbox has been altered"),
 				 errdetail("It must have exactly the columns (globs text[], enqueued_at timestamptz) and no index."),
 				 errhint("Reinstall the extension: DROP EXTENSION tenant_cache; CREATE EXTENSION tenant_cache.")));
+}
+
+/*
+ * Append the transaction's globs to tenant_cache.inbox as one row, with a
+ * plain heap insert: no executor, no index, no lookup of other rows, so
+ * concurrent writers never touch the same tuple and never wait.  The worker
+ * reads the rows and deletes them (absorb.c).
+ */
+static void
+append_to_inbox(Oid relid, Datum globs_array)
+{
+	Relation	rel = table_open(relid, RowExclusiveLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	HeapTuple	tuple;
+
+	tc_check_inbox_shape(rel);
 	values[0] = globs_array;
 	values[1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	tuple = heap_form_tuple(desc, values, nulls);

@@ -166,6 +166,8 @@ extern bool tc_queue_glob(const char *glob);
 extern bool tc_queue_row_seen(const char *key, uint32 len);
 extern void tc_queue_row_mark(const char *key, uint32 len);
 extern void tc_check_can_queue(void);
+struct RelationData;			/* utils/rel.h: Relation */
+extern void tc_check_inbox_shape(struct RelationData *rel);
 
 /* SQL-callable functions' shared pieces (sqlfuncs.c) */
 extern char *tc_text_arg(FunctionCallInfo fcinfo, int n);

@@ -91,7 +91,7 @@ static SPIPlanPtr park_plan = NULL;
  * TC_BATCH_PERIOD_US_PER_ROW per entry of the previous batch after it, up
  * to TC_MAX_BATCH_PERIOD_MS; see coalesce_commits.
  */
-#define TC_BATCH_PERIOD_US_PER_ROW 25
+#define TC_BATCH_PERIOD_US_PER_ROW 100
 #define TC_MAX_BATCH_PERIOD_MS 20
 
 /* Upper bound on the time one batch holds its transaction open. */
@@ -715,6 +715,12 @@ tc_worker_main(Datum main_arg)
 	 * is full of dead rows.  Reach it through its indexes, never a scan.
 	 */
 	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Its statements (tc_spi_run) are prepared once; a custom plan per
+	 * execution would plan them again every batch for nothing.
+	 */
+	SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("tenant_cache worker");
 	tc_worker_attach(index);
 	tc_stats_worker_started(index);
