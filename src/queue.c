@@ -30,6 +30,7 @@
 #include "nodes/pg_list.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -454,10 +455,33 @@ insert_into_pending(Oid relid, Datum globs_array)
  * Write the transaction's globs to the durable queue, as part of the
  * transaction: nothing for a rollback, nothing lost after a commit.
  */
+/*
+ * tenant_cache.inbox's OID, looked up once per backend (two catalog cache
+ * lookups per commit saved) and forgotten on any relcache invalidation of
+ * that table (dropped, renamed, moved) or a reset of the whole relcache.
+ * InvalidOid (extension at 1.0, or not installed) is looked up each time.
+ */
+static Oid	cached_inbox = InvalidOid;
+
+static void
+inbox_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_inbox)
+		cached_inbox = InvalidOid;
+}
+
+static Oid
+inbox_relid(void)
+{
+	if (!OidIsValid(cached_inbox))
+		cached_inbox = tc_catalog_relid(TC_INBOX_TABLE, true);
+	return cached_inbox;
+}
+
 static void
 flush_to_queue(void)
 {
-	Oid			inbox = tc_catalog_relid(TC_INBOX_TABLE, true);
+	Oid			inbox = inbox_relid();
 	int			count;
 	Datum		arg;
 
@@ -545,4 +569,5 @@ tc_queue_init(void)
 {
 	RegisterXactCallback(queue_xact_callback, NULL);
 	RegisterSubXactCallback(queue_subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(inbox_relcache_callback, (Datum) 0);
 }

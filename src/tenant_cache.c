@@ -493,7 +493,7 @@ define_settings(void)
 			   &tc_connect_timeout_ms, 1000, 1, INT_MAX, GUC_UNIT_MS);
 	define_int("tenant_cache.command_timeout_ms", gettext_noop("Timeout for one Redis command."),
 			   &tc_command_timeout_ms, 5000, 1, INT_MAX, GUC_UNIT_MS);
-	define_int("tenant_cache.batch_size", gettext_noop("Queue entries taken per worker transaction."),
+	define_int("tenant_cache.batch_size", gettext_noop("Globs applied per worker transaction (queue entries and newly committed globs)."),
 			   &tc_batch_size, 500, 1, 100000, 0);
 	define_int("tenant_cache.poll_interval_ms", gettext_noop("Fallback wake-up interval of the worker."),
 			   &tc_poll_interval_ms, 1000, 10, 3600 * 1000, GUC_UNIT_MS);

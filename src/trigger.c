@@ -56,6 +56,7 @@ typedef struct TriggerInfo
 	Oid			relid;			/* ... and the relation it fired on */
 	bool		valid;
 	uint64		deps_gen;		/* dependency cache it was resolved for */
+	const TcModelDeps *deps;	/* the model's entry in it (NULL: none) */
 	MemoryContext cxt;			/* everything below */
 	char	   *model;
 	ColumnSet	scope;			/* tenant, client, bu */
@@ -244,17 +245,28 @@ fill_trigger_info(TriggerInfo *info, Trigger *trigger, Relation rel,
 	info->valid = true;
 }
 
-/* The trigger's resolved columns, for the current dependencies. */
+/*
+ * The trigger's resolved columns, for the current dependencies.  Rows of
+ * one statement fire the same trigger one after the other: the last one
+ * used is kept, and needs no look-up while still valid.  Entries are never
+ * removed from trigger_infos (only marked invalid), so the pointer stays.
+ */
 static TriggerInfo *
 get_trigger_info(Trigger *trigger, Relation rel, const TcModelDeps **deps)
 {
+	static TriggerInfo *last = NULL;
 	TriggerKey	key;
 	TriggerInfo *info;
 	bool		found;
-	uint64		gen;
+	uint64		gen = tc_depcache_generation();	/* reloads it if needed */
 
+	if (last != NULL && last->valid && last->deps_gen == gen &&
+		last->tgoid == trigger->tgoid && last->relid == RelationGetRelid(rel))
+	{
+		*deps = last->deps;
+		return last;
+	}
 	*deps = trigger->tgnargs > 0 ? tc_lookup_model(trigger->tgargs[0]) : NULL;
-	gen = tc_depcache_generation();
 	key.tgoid = trigger->tgoid;
 	key.relid = RelationGetRelid(rel);
 	info = hash_search(trigger_infos, &key, HASH_ENTER, &found);
@@ -265,6 +277,8 @@ get_trigger_info(Trigger *trigger, Relation rel, const TcModelDeps **deps)
 	}
 	if (!info->valid || info->deps_gen != gen)
 		fill_trigger_info(info, trigger, rel, *deps, gen);
+	info->deps = *deps;
+	last = info;
 	return info;
 }
 
