@@ -10,7 +10,8 @@
  * parent.  At PRE_COMMIT (and PRE_PREPARE, for two-phase commit) the set is
  * appended to tenant_cache.inbox as one row, as part of the writing
  * transaction: nothing for a rollback, nothing lost after a commit.  The
- * worker folds inbox rows into one waiting entry per glob (absorb.c).
+ * worker reads the inbox rows and applies their globs, or queues them in
+ * tenant_cache.pending, one waiting entry per glob (absorb.c, worker.c).
  * At COMMIT the worker's latch is set.  The structure follows the transaction
  * callbacks of contrib/postgres_fdw/connection.c.
  *

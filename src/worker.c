@@ -703,8 +703,9 @@ tc_worker_main(Datum main_arg)
 	SetConfigOption("application_name", "tenant_cache worker", PGC_USERSET, PGC_S_OVERRIDE);
 
 	/*
-	 * The worker's commits only record work done (rows folded, globs
-	 * applied): one lost in a crash is done again, which is harmless, so
+	 * The worker's commits only record work done (inbox rows read, globs
+	 * applied or queued): one lost in a crash is done again (the inbox rows
+	 * come back with it), which is harmless, so
 	 * they need not wait for the WAL flush the writers' commits wait for.
 	 */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);

@@ -142,8 +142,9 @@ sub queue_count
 		'SELECT count(*) FROM tenant_cache.queue');
 }
 
-# Commits append to tenant_cache.inbox; the worker folds those rows into one
-# queue entry per glob (also while Redis is down).  Wait until it has.
+# Commits append to tenant_cache.inbox; the worker reads those rows, applies
+# their globs or, while Redis is down, queues one entry per glob in
+# tenant_cache.pending.  Wait until it has read them all.
 sub wait_absorbed
 {
 	my ($node, $timeout) = @_;
