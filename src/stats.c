@@ -6,8 +6,10 @@
  * The worker reports what it does through a few calls (tc_stats_*): its
  * state, each glob it applies (keys deleted, commit-to-applied lag), each
  * SCAN pass, each Redis error.  The numbers live in shared memory, so they
- * survive worker restarts (not a server restart or crash, which
- * reinitialise shared memory), and one LWLock protects them: the worker
+ * survive worker restarts; a clean server shutdown writes them to
+ * pg_stat/tenant_cache.stat and the next start reads them back (as
+ * pg_stat_statements does; a crash loses them), and one LWLock protects
+ * them: the worker
  * takes it once per glob, readers briefly.  Lags are kept in a ring of the
  * last TC_STATS_LAG_WINDOW applications for the percentiles.  Per-pattern
  * counters are kept in a fixed-size hash keyed by the {pattern} part of the
@@ -28,6 +30,8 @@
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -86,6 +90,7 @@ typedef struct TcStats
 } TcStats;
 
 static TcStats *stats_slots = NULL;	/* one per database */
+static TcPatternCounters *counters_for(const char *key);
 static HTAB **pattern_hashes = NULL;
 /* The slot in use: the worker's own, or the one a view of a database reads. */
 static TcStats *stats = NULL;
@@ -164,6 +169,186 @@ reset_counters(void)
 	enter_other_entry();
 }
 
+/*
+ * Persistence across clean restarts.  The file holds, per database slot,
+ * the database's name, its counters and its pattern entries; a file from
+ * another build (header or struct sizes differ) is ignored, and a database
+ * no longer in tenant_cache.database is dropped.  Written by the
+ * postmaster at a clean shutdown, read (then removed, so that a crash never
+ * brings back old numbers) when shared memory is set up.
+ */
+#define TC_STATS_FILE		PGSTAT_STAT_PERMANENT_DIRECTORY "/tenant_cache.stat"
+#define TC_STATS_FILE_MAGIC	0x54435331	/* "TCS1" */
+
+typedef struct TcStatsFileHeader
+{
+	uint32		magic;
+	uint32		stats_size;		/* sizeof(TcStats) */
+	uint32		pattern_size;	/* sizeof(TcPatternCounters) */
+	int32		nslots;
+} TcStatsFileHeader;
+
+/* Keep the counters of saved, a slot as written to the file. */
+static void
+restore_counters(const TcStats *saved)
+{
+	stats->worker_starts = saved->worker_starts;
+	stats->queued = saved->queued;
+	stats->applied = saved->applied;
+	stats->keys_deleted = saved->keys_deleted;
+	stats->scan_passes = saved->scan_passes;
+	stats->redis_errors = saved->redis_errors;
+	memcpy(stats->last_error, saved->last_error, sizeof(stats->last_error));
+	stats->last_error[sizeof(stats->last_error) - 1] = '\0';
+	stats->last_error_at = saved->last_error_at;
+	stats->last_success_at = saved->last_success_at;
+	stats->last_lag_ms = saved->last_lag_ms;
+	stats->lag_count = Min(Max(saved->lag_count, 0), TC_STATS_LAG_WINDOW);
+	stats->lag_next = Min(Max(saved->lag_next, 0), TC_STATS_LAG_WINDOW - 1);
+	memcpy(stats->lag_ms, saved->lag_ms, sizeof(stats->lag_ms));
+	memcpy(stats->lag_at, saved->lag_at, sizeof(stats->lag_at));
+	stats->stats_reset = saved->stats_reset;
+}
+
+static void
+restore_pattern(const TcPatternCounters *saved)
+{
+	char		key[TC_STATS_KEY_LEN];
+	TcPatternCounters *entry;
+
+	memcpy(key, saved->key, TC_STATS_KEY_LEN);
+	key[TC_STATS_KEY_LEN - 1] = '\0';
+	entry = counters_for(key);
+	entry->queued += saved->queued;
+	entry->applied += saved->applied;
+	entry->keys_deleted += saved->keys_deleted;
+	entry->last_applied = Max(entry->last_applied, saved->last_applied);
+}
+
+/* Read one slot's record; false at the end of the file or on a short read. */
+static bool
+load_slot(FILE *file)
+{
+	char		dbname[NAMEDATALEN];
+	TcStats		saved;
+	int32		npatterns;
+	int			index;
+
+	if (fread(dbname, sizeof(dbname), 1, file) != 1 ||
+		fread(&saved, sizeof(saved), 1, file) != 1 ||
+		fread(&npatterns, sizeof(npatterns), 1, file) != 1 ||
+		npatterns < 0 || npatterns > TC_STATS_MAX_PATTERNS + 1)
+		return false;
+	dbname[NAMEDATALEN - 1] = '\0';
+	index = tc_database_index(dbname);
+	if (index >= 0)
+	{
+		select_slot(index);
+		restore_counters(&saved);
+	}
+	for (int i = 0; i < npatterns; i++)
+	{
+		TcPatternCounters entry;
+
+		if (fread(&entry, sizeof(entry), 1, file) != 1)
+			return false;
+		if (index >= 0)
+			restore_pattern(&entry);
+	}
+	return true;
+}
+
+static void
+load_stats_file(void)
+{
+	FILE	   *file = AllocateFile(TC_STATS_FILE, PG_BINARY_R);
+	TcStatsFileHeader header;
+
+	if (file == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", TC_STATS_FILE)));
+		return;
+	}
+	if (fread(&header, sizeof(header), 1, file) == 1 &&
+		header.magic == TC_STATS_FILE_MAGIC &&
+		header.stats_size == sizeof(TcStats) &&
+		header.pattern_size == sizeof(TcPatternCounters))
+	{
+		for (int i = 0; i < header.nslots; i++)
+			if (!load_slot(file))
+			{
+				ereport(LOG,
+						(errmsg("file \"%s\" is truncated; tenant_cache statistics partly restored",
+								TC_STATS_FILE)));
+				break;
+			}
+	}
+	FreeFile(file);
+	unlink(TC_STATS_FILE);
+}
+
+static bool
+write_slot(FILE *file, int index)
+{
+	char		dbname[NAMEDATALEN];
+	int32		npatterns;
+	HASH_SEQ_STATUS seq;
+	TcPatternCounters *entry;
+	bool		ok;
+
+	select_slot(index);
+	memset(dbname, 0, sizeof(dbname));
+	strlcpy(dbname, tc_databases[index], sizeof(dbname));
+	npatterns = hash_get_num_entries(pattern_counters);
+	ok = fwrite(dbname, sizeof(dbname), 1, file) == 1 &&
+		fwrite(stats, sizeof(TcStats), 1, file) == 1 &&
+		fwrite(&npatterns, sizeof(npatterns), 1, file) == 1;
+	hash_seq_init(&seq, pattern_counters);
+	while ((entry = hash_seq_search(&seq)) != NULL)
+		if (ok && fwrite(entry, sizeof(TcPatternCounters), 1, file) != 1)
+			ok = false;
+	return ok;
+}
+
+/* on_shmem_exit in the postmaster: save the counters at a clean shutdown. */
+static void
+stats_shmem_shutdown(int code, Datum arg)
+{
+	const char *tmp = TC_STATS_FILE ".tmp";
+	TcStatsFileHeader header = {TC_STATS_FILE_MAGIC, sizeof(TcStats),
+	sizeof(TcPatternCounters), tc_ndatabases};
+	FILE	   *file;
+	bool		ok;
+
+	if (code != 0 || stats_slots == NULL)
+		return;					/* a crash: the numbers may be inconsistent */
+	file = AllocateFile(tmp, PG_BINARY_W);
+	if (file == NULL)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", tmp)));
+		return;
+	}
+	ok = fwrite(&header, sizeof(header), 1, file) == 1;
+	for (int i = 0; ok && i < tc_ndatabases; i++)
+		ok = write_slot(file, i);
+	if (FreeFile(file) != 0)
+		ok = false;
+	if (ok)
+		(void) durable_rename(tmp, TC_STATS_FILE, LOG);
+	else
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", tmp)));
+		unlink(tmp);
+	}
+}
+
 static void
 stats_shmem_startup(void)
 {
@@ -198,9 +383,13 @@ stats_shmem_startup(void)
 			reset_counters();
 		}
 	}
+	if (!found)
+		load_stats_file();
 	stats = NULL;				/* until a slot is chosen */
 	pattern_counters = NULL;
 	LWLockRelease(AddinShmemInitLock);
+	if (!IsUnderPostmaster)
+		on_shmem_exit(stats_shmem_shutdown, (Datum) 0);
 }
 
 /* From _PG_init, when loaded by shared_preload_libraries. */

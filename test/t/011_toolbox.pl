@@ -6,7 +6,8 @@
 #  - stats: counters move with the worker's work (globs applied, keys deleted,
 #    SCAN passes, commit-to-applied lag bounded by what the test measured),
 #    show the connection error while Redis is down (the queue rows do not),
-#    survive pg_terminate_backend of the worker, and stats_reset() zeroes them;
+#    survive pg_terminate_backend of the worker and a clean restart (not a
+#    crash), and stats_reset() zeroes them;
 #  - pattern_stats per model and pattern, ad-hoc patterns included;
 #  - health(): healthy; down while Redis is stopped; degraded by failing and
 #    old entries (ACL NOPERM); down while the worker is not running;
@@ -545,6 +546,47 @@ foreach my $secret ($password, $wrong_password)
 {
 	unlike($seen, qr/\Q$secret\E/, 'no toolbox output or error shows the password');
 	unlike($log, qr/\Q$secret\E/, 'the server log does not show it');
+}
+
+# ---------------------------------------------------------------------
+# 14. A clean restart keeps the counters (written to pg_stat at shutdown,
+# read back at start); a crash (immediate stop) starts them from zero.
+# ---------------------------------------------------------------------
+{
+	my $counters = q{invalidations_queued || ' ' || globs_applied || ' ' ||
+		keys_deleted || ' ' || scan_passes || ' ' || redis_errors || ' ' ||
+		lag_samples || ' ' || lag_p99_ms || ' ' || stats_reset};
+	my $patterns = q{SELECT string_agg(coalesce(model, '-') || ' ' || pattern || ' ' ||
+		queued || ' ' || applied || ' ' || keys_deleted, ', ' ORDER BY pattern, model)
+		FROM tenant_cache.pattern_stats};
+	ok(wait_drained(), 'restart: nothing left to apply');
+	cmp_ok(stats_of('globs_applied'), '>', 0, 'restart: the worker\'s work was counted');
+	my $before = stats_of($counters);
+	my $patterns_before = sql($patterns);
+	my $starts = stats_of('worker_starts');
+	$node->restart;
+	is(stats_of($counters), $before, 'restart: counters and lag samples kept');
+	is(sql($patterns), $patterns_before, 'restart: pattern counters kept');
+	ok(defined wait_until(sub { stats_of('worker_starts') == $starts + 1 }, 15),
+		'restart: the new worker adds one start to the kept count');
+	ok(!-e $node->data_dir . '/pg_stat/tenant_cache.stat',
+		'restart: the file is removed once read back');
+	# A crash (a process killed: the postmaster reinitialises shared memory)
+	# starts them from zero; the worker may then apply again what its last
+	# batches did (their asynchronous commits are lost), counted anew.
+	my $applied_kept = stats_of('globs_applied');
+	my $reset_kept = stats_of('stats_reset');
+	$node->append_conf('postgresql.conf', "restart_after_crash = on\n");
+	$node->reload;
+	ok($node->poll_query_until('postgres', 'SHOW restart_after_crash', 'on'),
+		'crash: the server will restart after it');
+	my $pid = stats_of('worker_pid');
+	kill 'KILL', $pid;
+	ok( $node->poll_query_until('postgres',
+			"SELECT worker_pid IS NOT NULL AND worker_pid <> $pid FROM tenant_cache.stats"),
+		'crash: the server restarted and a new worker runs');
+	is(stats_of(qq{(stats_reset > '$reset_kept') || ' ' || (globs_applied < $applied_kept)}),
+		'true true', 'crash: the counters start from zero (reset at the restart)');
 }
 
 $node->stop;
