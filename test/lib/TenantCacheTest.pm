@@ -43,7 +43,7 @@ use Test::More;
 use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(tc_node wait_until worker_pid queue_rows queue_count
-  psql_timed wait_absorbed);
+  psql_timed wait_absorbed set_setting fault_summary);
 
 =pod
 
@@ -196,6 +196,42 @@ sub psql_timed
 	my $t0 = Time::HiRes::time();
 	$session->query_safe($sql);
 	return Time::HiRes::time() - $t0;
+}
+
+=item set_setting($node, $name, $value)
+
+ALTER SYSTEM SET $name = '$value', reload, and wait until a new session sees
+the value (the postmaster has then signalled every process; the worker takes
+it at its next wake-up).  One test assertion.
+
+=cut
+
+sub set_setting
+{
+	my ($node, $name, $value) = @_;
+	my $loaded = $node->safe_psql('postgres', 'SELECT pg_catalog.pg_conf_load_time()');
+	$node->safe_psql('postgres', "ALTER SYSTEM SET $name = '$value'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	# A new session inherits the postmaster's reload time.
+	return ok(
+		$node->poll_query_until('postgres',
+			"SELECT pg_catalog.pg_conf_load_time() > '$loaded'"),
+		"$name = $value is in effect");
+}
+
+=item fault_summary($faults, $expected, $lost)
+
+The closing line of a fault suite, "faults injected: F, invalidations
+expected: E, lost: L", and the test that L is 0.
+
+=cut
+
+sub fault_summary
+{
+	my ($faults, $expected, $lost) = @_;
+	diag sprintf('faults injected: %d, invalidations expected: %d, lost: %d',
+		$faults, $expected, $lost);
+	return is($lost, 0, 'no invalidation lost');
 }
 
 =pod

@@ -97,17 +97,6 @@ sub drained
 		'SELECT count(*) = 0 FROM tenant_cache.queue');
 }
 
-sub set_conf
-{
-	my ($name, $value) = @_;
-	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET $name = '$value'; SELECT pg_reload_conf();");
-	# A new session sees it once the postmaster has signalled the worker.
-	ok($node->poll_query_until('postgres', "SELECT current_setting('$name') = '$value'"),
-		"$name = $value is in effect");
-	return;
-}
-
 ok(drained(), 'the worker runs');
 
 # 1. Exact keys: UNLINK, several keys per command, no SCAN.
@@ -223,12 +212,12 @@ my $passes = int($total / 1000) + 1;
 cmp_ok($scans_merged, '<=', 2 * $passes + 4,
 	"merged: one SCAN iteration for all globs ($scans_merged SCAN calls for $total keys)");
 
-set_conf('tenant_cache.merge_scans', 'off');
+set_setting($node, 'tenant_cache.merge_scans', 'off');
 my ($left_single, $scans_single) = run_batch('one SCAN per glob');
 cmp_ok($scans_single, '>=', 2 * @written,
 	"merge_scans = off: a SCAN pass per glob ($scans_single SCAN calls)");
 is_deeply($left_single, $left_merged, 'merge on and off leave the same keys');
-set_conf('tenant_cache.merge_scans', 'on');
+set_setting($node, 'tenant_cache.merge_scans', 'on');
 
 # 3. ACL NOPERM per glob, in one batch holding both tenants' globs.
 {
@@ -255,7 +244,7 @@ set_conf('tenant_cache.merge_scans', 'on');
 
 # 4. Redis killed mid merged SCAN, started again empty.
 {
-	set_conf('tenant_cache.scan_count', '10');
+	set_setting($node, 'tenant_cache.scan_count', '10');
 	my @globbed = map {
 		my $t = $_;
 		map { "tenant:r$t:client:$_:bu:1:dash:k" } 1 .. 250
