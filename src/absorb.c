@@ -99,6 +99,13 @@ typedef struct AbsorbPass
 	int			cap;
 } AbsorbPass;
 
+/* Did the last pass stop at its row limit, leaving rows to read? */
+bool
+tc_absorb_has_more(void)
+{
+	return resume_block != InvalidBlockNumber;
+}
+
 /* After an error: what the failed pass took from committers is lost. */
 void
 tc_absorb_reset(void)

@@ -183,6 +183,7 @@ typedef struct TcInboxGlob
 
 extern int	tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh);
 extern void tc_absorb_reset(void);
+extern bool tc_absorb_has_more(void);
 
 /* Trigger (trigger.c) */
 extern void tc_trigger_init(void);

@@ -169,16 +169,18 @@ debug_pause(int ms)
  * arriving meanwhile share it: a quiet stream (a commit now and then) is
  * applied at once, a heavy one in batches every TC_MAX_BATCH_PERIOD_MS.
  * Latches set meanwhile are not lost: the next batch reads all that
- * committed.  A full batch (a backlog) is followed at once.
+ * committed.  A backlog (a batch that took batch_size entries, or an inbox
+ * pass that stopped at its row limit) is followed at once; inbox rows read
+ * do not make one, however many a heavy stream brings.
  */
 static void
-coalesce_commits(TimestampTz batch_start, int taken)
+coalesce_commits(TimestampTz batch_start, int taken, bool backlog)
 {
 	int64		period_us = Min((int64) taken * TC_BATCH_PERIOD_US_PER_ROW,
 								TC_MAX_BATCH_PERIOD_MS * 1000L);
 	int64		left = period_us - (GetCurrentTimestamp() - batch_start);
 
-	if (taken >= tc_batch_size)
+	if (backlog)
 		return;
 	if (left > 0)
 		pg_usleep((long) left);	/* a signal (SIGTERM) ends it early */
@@ -628,10 +630,11 @@ apply_batch(QueueRow *rows, int n)
  * (with_redis), take a batch (due queue rows and fresh globs) and apply it;
  * without Redis the fresh globs enter the queue, which keeps an outage at
  * one entry per glob.  Returns the number of entries and inbox rows taken,
- * or -1 when the extension is not installed in this database.
+ * or -1 when the extension is not installed in this database; *backlog:
+ * more is waiting already (see coalesce_commits).
  */
 static int
-process_batch(bool with_redis)
+process_batch(bool with_redis, bool *backlog)
 {
 	QueueRow   *rows;
 	TcInboxGlob *fresh;
@@ -639,6 +642,7 @@ process_batch(bool with_redis)
 	int			n = -1;
 	int			absorbed = 0;
 
+	*backlog = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -659,6 +663,7 @@ process_batch(bool with_redis)
 			park_rows(rows, nfresh);
 			n = 0;
 		}
+		*backlog = n >= tc_batch_size || tc_absorb_has_more();
 		if (n > 0 && !apply_batch(rows, n))
 			scan_after_id = 0;	/* the rest of the batch is due again */
 		if (n > 0 && tc_debug_pause_before_commit_ms > 0)
@@ -754,6 +759,7 @@ tc_worker_main(Datum main_arg)
 	{
 		long		wait_ms = tc_poll_interval_ms;
 		int			taken;
+		bool		backlog;
 		TimestampTz cycle_start;
 
 		CHECK_FOR_INTERRUPTS();
@@ -777,20 +783,20 @@ tc_worker_main(Datum main_arg)
 			/* Redis or not, commits fold into one queue entry per glob. */
 			tc_stats_worker_state(TC_WORKER_RETRYING);
 			cycle_start = GetCurrentTimestamp();
-			taken = process_batch(false);
+			taken = process_batch(false, &backlog);
 			if (taken <= 0)
 				wait_for(wait_ms);
 			else
-				coalesce_commits(cycle_start, taken);
+				coalesce_commits(cycle_start, taken, backlog);
 			continue;
 		}
 		cycle_start = GetCurrentTimestamp();
-		taken = process_batch(true);
+		taken = process_batch(true, &backlog);
 		ext_missing = taken < 0;
 		/* More may be waiting, or a wake-up was consumed during Redis I/O. */
 		if (taken > 0)
 		{
-			coalesce_commits(cycle_start, taken);
+			coalesce_commits(cycle_start, taken, backlog);
 			continue;
 		}
 		if (!ext_missing)
