@@ -32,7 +32,6 @@
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
-#include "storage/bufmgr.h"
 #include "storage/itemptr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"

@@ -453,10 +453,6 @@ insert_into_pending(Oid relid, Datum globs_array)
 }
 
 /*
- * Write the transaction's globs to the durable queue, as part of the
- * transaction: nothing for a rollback, nothing lost after a commit.
- */
-/*
  * tenant_cache.inbox's OID, looked up once per backend (two catalog cache
  * lookups per commit saved) and forgotten on any relcache invalidation of
  * that table (dropped, renamed, moved) or a reset of the whole relcache.
@@ -479,6 +475,10 @@ inbox_relid(void)
 	return cached_inbox;
 }
 
+/*
+ * Write the transaction's globs to the durable queue, as part of the
+ * transaction: nothing for a rollback, nothing lost after a commit.
+ */
 static void
 flush_to_queue(void)
 {

@@ -188,26 +188,24 @@ typedef struct TcStatsFileHeader
 	int32		nslots;
 } TcStatsFileHeader;
 
-/* Keep the counters of saved, a slot as written to the file. */
+/*
+ * Take the counters of saved, a slot as written to the file: all of it but
+ * the lock and the worker's live state, which start afresh.
+ */
 static void
 restore_counters(const TcStats *saved)
 {
-	stats->worker_starts = saved->worker_starts;
-	stats->queued = saved->queued;
-	stats->applied = saved->applied;
-	stats->keys_deleted = saved->keys_deleted;
-	stats->scan_passes = saved->scan_passes;
-	stats->redis_errors = saved->redis_errors;
-	memcpy(stats->last_error, saved->last_error, sizeof(stats->last_error));
+	LWLock	   *lock = stats->lock;
+
+	*stats = *saved;
+	stats->lock = lock;
+	stats->worker_pid = 0;
+	stats->worker_state = TC_WORKER_STOPPED;
+	stats->worker_started_at = 0;
+	stats->redis_connected = false;
 	stats->last_error[sizeof(stats->last_error) - 1] = '\0';
-	stats->last_error_at = saved->last_error_at;
-	stats->last_success_at = saved->last_success_at;
-	stats->last_lag_ms = saved->last_lag_ms;
-	stats->lag_count = Min(Max(saved->lag_count, 0), TC_STATS_LAG_WINDOW);
-	stats->lag_next = Min(Max(saved->lag_next, 0), TC_STATS_LAG_WINDOW - 1);
-	memcpy(stats->lag_ms, saved->lag_ms, sizeof(stats->lag_ms));
-	memcpy(stats->lag_at, saved->lag_at, sizeof(stats->lag_at));
-	stats->stats_reset = saved->stats_reset;
+	stats->lag_count = Min(Max(stats->lag_count, 0), TC_STATS_LAG_WINDOW);
+	stats->lag_next = Min(Max(stats->lag_next, 0), TC_STATS_LAG_WINDOW - 1);
 }
 
 static void

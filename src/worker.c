@@ -13,8 +13,9 @@
  * globs are cleared together (apply.c); a queue row is deleted in the same
  * transaction only after Redis succeeded, and a fresh glob enters the queue
  * only if it failed or was not reached.  Failed entries stay, with
- * attempts, last_error and an exponential next_attempt_at.  The worker starts only once recovery has
- * finished, so a standby runs none and a promoted one drains its queue.
+ * attempts, last_error and an exponential next_attempt_at.  The worker
+ * starts only once recovery has finished, so a standby runs none and a
+ * promoted one drains its queue.
  * There is one worker per database of tenant_cache.database, each on its
  * own queue (the queue tables are per database), latch and statistics.
  *
@@ -513,10 +514,7 @@ fail_rows(QueueRow *rows, int from, int to, const char *err)
 	int			nids;
 
 	for (int i = from; i < to; i++)
-	{
-		rows[i].error = (char *) err;
 		attempts = Max(attempts, rows[i].attempts + 1);
-	}
 	args[0] = ids_array(rows, from, to, -1, false, &nids);
 	if (nids == 0)
 		return;					/* fresh globs only: park_rows adds them */
@@ -611,6 +609,8 @@ apply_batch(QueueRow *rows, int n)
 				 job->literal ? " (UNLINK, no SCAN)" : "");
 			continue;
 		}
+		for (int i = first[j]; i < first[j + 1]; i++)
+			rows[i].error = job->error;
 		fail_rows(rows, first[j], first[j + 1], job->error);
 		tc_stats_redis_error(job->error);
 		if (job->status == TC_REDIS_IO_ERROR && io_error == NULL)
