@@ -6,7 +6,8 @@ OBJS = src/tenant_cache.o src/glob.o src/globmatch.o src/globset.o \
 	src/redis.o src/apply.o src/worker.o src/stats.o src/toolbox.o \
 	src/publish.o
 DATA = sql/tenant_cache--1.0.sql sql/tenant_cache--1.1.sql \
-	sql/tenant_cache--1.0--1.1.sql
+	sql/tenant_cache--1.0--1.1.sql sql/tenant_cache--1.2.sql \
+	sql/tenant_cache--1.1--1.2.sql
 PGFILEDESC = "tenant_cache - Redis cache invalidation from table writes"
 
 PG_CPPFLAGS = -I$(srcdir)/src

@@ -127,9 +127,28 @@ TRUNCATE tenant_cache.pending, tenant_cache.inbox;
 UPDATE prefs SET hits = 1 WHERE id = 7;
 :q
 
--- A placeholder column dropped behind tenant_cache's back: the write fails
--- with a clear message rather than queueing a wrong glob.
+-- A pattern registered after watch_table() naming another column: the
+-- row triggers are recreated to pass it, in the same transaction.
+BEGIN;
+SELECT tenant_cache.register_dependency('Prefs', ARRAY['hits:{hits}$'], 'tenant');
+SELECT tgname FROM pg_trigger
+WHERE tgrelid = 'prefs'::regclass AND pg_get_triggerdef(oid) ILIKE '%NEW.hits%' ORDER BY 1;
+UPDATE prefs SET hits = 2 WHERE id = 7;
+COMMIT;
+:q
+-- Unregistered: no longer passed, no longer queued.
+SELECT tenant_cache.unregister_dependency('Prefs', ARRAY['hits:{hits}$']);
+SELECT count(*) FROM pg_trigger
+WHERE tgrelid = 'prefs'::regclass AND pg_get_triggerdef(oid) ILIKE '%hits%';
+UPDATE prefs SET hits = 3 WHERE id = 7;
+:q
+
+-- A placeholder column cannot be dropped behind tenant_cache's back: the
+-- row triggers depend on it.  Renaming it is reported at the next write.
 ALTER TABLE prefs DROP COLUMN user_id;
+ALTER TABLE prefs RENAME COLUMN user_id TO owner_id;
+INSERT INTO prefs (id, tenant_id) VALUES (8, 1);
+ALTER TABLE prefs RENAME COLUMN owner_id TO user_id;
 INSERT INTO prefs (id, tenant_id) VALUES (8, 1);
 :q
 

@@ -27,6 +27,22 @@ SELECT tenant_cache.invalidate_model('People');
 RESET ROLE;
 :q
 
+-- Anybody may execute capture_row() (the row triggers' WHEN clause runs as
+-- the writer), but it queues only as that WHEN clause: not called directly,
+-- not from a query, not from a trigger on a table not watched for the model.
+SELECT tenant_cache.capture_row('{INSERT,People,t:tenant_id}', 'people'::regclass::oid, 1);
+SELECT tenant_cache.capture_row('{INSERT,People,t:tenant_id}', p.tableoid, q.tenant_id)
+FROM people p JOIN people q ON q.id = p.id WHERE p.id = 1;
+CREATE TABLE spoof (tenant_id int);
+CREATE FUNCTION spoof_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER spoof AFTER INSERT ON spoof FOR EACH ROW
+    WHEN (tenant_cache.capture_row('{INSERT,People,t:tenant_id}', NEW.tableoid, NEW.tenant_id))
+    EXECUTE FUNCTION spoof_noop();
+INSERT INTO spoof VALUES (77);
+DROP TABLE spoof;
+DROP FUNCTION spoof_noop();
+:q
+
 -- A role with only UPDATE (no SELECT, so no WHERE) is enough to queue.
 CREATE ROLE regress_tc_updater;
 GRANT UPDATE (name) ON people TO regress_tc_updater;

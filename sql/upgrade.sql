@@ -20,6 +20,8 @@ CREATE EXTENSION tenant_cache VERSION '1.0';
 SELECT tenant_cache.register_dependency('order', ARRAY['dashboard', 'report:monthly']);
 CREATE TABLE orders (id int PRIMARY KEY, tenant_id int, amount int);
 SELECT tenant_cache.watch_table('orders', 'order');
+CREATE TABLE replicated (id int PRIMARY KEY, tenant_id int);
+SELECT tenant_cache.watch_table('replicated', 'order', fire_on_replica => true);
 INSERT INTO orders VALUES (1, 7, 100);
 SELECT glob FROM tenant_cache.queue ORDER BY glob;
 
@@ -36,8 +38,16 @@ SELECT extversion FROM pg_extension WHERE extname = 'tenant_cache';
 -- Configuration and queue survived; writes still queue.
 SELECT model, pattern, scope FROM tenant_cache.dependencies ORDER BY 1, 2;
 SELECT table_name, model, tenant_column FROM tenant_cache.watched_tables;
+-- 1.2 replaced the row triggers (AFTER, with a WHEN clause), keeping how
+-- they fire.
+SELECT tgrelid::regclass, tgname, tgtype, tgenabled,
+       pg_get_triggerdef(oid) LIKE '%WHEN (tenant_cache.capture_row(%' AS captures
+FROM pg_trigger WHERE tgrelid IN ('orders'::regclass, 'replicated'::regclass)
+ORDER BY tgrelid::regclass::text, tgname;
 UPDATE orders SET amount = 200 WHERE id = 1;
 INSERT INTO orders VALUES (2, 8, 5);
+DELETE FROM replicated;
+INSERT INTO replicated VALUES (1, 9);
 SELECT DISTINCT glob FROM tenant_cache.queue ORDER BY glob;
 
 SELECT string_agg(line, E'\n' ORDER BY line) AS chain FROM (:describe) s \gset

@@ -102,6 +102,7 @@ static strset_hash *globs = NULL;
 static List *frames = NIL;		/* QueueFrame *, innermost last */
 static strset_hash *seen_values = NULL; /* row values already expanded */
 static binset_hash *seen_rows = NULL;	/* ... and their binary images */
+static uint64 seen_epoch = 0;	/* changes whenever seen_rows is emptied */
 static uint64 seen_values_gen = 0;	/* dependency cache generation ... */
 static uint64 seen_values_kfgen = 0;	/* ... and key format it assumes */
 static bool flushed = false;	/* this transaction's set was written */
@@ -136,6 +137,7 @@ ensure_xact_state(void)
 	globs = strset_create(xact_cxt, 8, NULL);
 	seen_values = strset_create(xact_cxt, 8, NULL);
 	seen_rows = binset_create(xact_cxt, 8, NULL);
+	seen_epoch++;
 	seen_values_gen = 0;
 	frames = NIL;
 }
@@ -260,6 +262,7 @@ check_seen_generation(void)
 	{
 		strset_reset(seen_values);
 		binset_reset(seen_rows);
+		seen_epoch++;
 		seen_values_gen = gen;
 		seen_values_kfgen = kfgen;
 	}
@@ -280,6 +283,19 @@ tc_queue_row_seen(const char *key, uint32 len)
 	ensure_xact_state();
 	check_seen_generation();
 	return binset_lookup(seen_rows, k) != NULL;
+}
+
+/*
+ * A number that stays the same as long as no row key is forgotten: callers
+ * may remember keys they saw marked under it.  0: nothing is marked yet.
+ */
+uint64
+tc_queue_seen_epoch(void)
+{
+	if (xact_cxt == NULL)
+		return 0;
+	check_seen_generation();
+	return seen_epoch;
 }
 
 void
@@ -562,6 +578,7 @@ queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* Values seen in the aborted savepoint must be expanded again. */
 		strset_reset(seen_values);
 		binset_reset(seen_rows);
+		seen_epoch++;
 	}
 }
 

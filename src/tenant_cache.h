@@ -165,6 +165,7 @@ extern int	tc_queue_model_values(const TcModelDeps *deps,
 extern bool tc_queue_glob(const char *glob);
 extern bool tc_queue_row_seen(const char *key, uint32 len);
 extern void tc_queue_row_mark(const char *key, uint32 len);
+extern uint64 tc_queue_seen_epoch(void);
 extern void tc_check_can_queue(void);
 struct RelationData;			/* utils/rel.h: Relation */
 extern void tc_check_inbox_shape(struct RelationData *rel);

@@ -1,30 +1,48 @@
 /*-------------------------------------------------------------------------
  *
  * trigger.c
- *		The C trigger installed on watched tables by watch_table().
+ *		The row capture of watched tables: the WHEN clause of their row
+ *		triggers, and the trigger function itself.
  *
- * One function serves the three triggers of a watched table: BEFORE UPDATE
- * OR DELETE and AFTER INSERT row triggers, and an AFTER TRUNCATE statement
- * trigger.  Its arguments are the model, the tenant, client and bu column
- * names ('' for none) and, since 1.1, the column filter: a name[] literal
- * ('' for none).  Column positions and output functions are resolved once
- * per trigger and relation, and forgotten on a relcache invalidation of that
- * relation (ALTER TABLE) or when the model's patterns change (the columns
- * their placeholders name).  Per row the work is: read the scope and
- * placeholder columns, print them, and one hash lookup when the values
- * repeat; an UPDATE also compares the old and new images of the columns
- * that decide whether, and for which rows, it queues.
+ * Since 1.2 watch_table() installs AFTER INSERT, AFTER UPDATE and AFTER
+ * DELETE row triggers whose WHEN clause is a call of
+ * tenant_cache.capture_row(spec, tableoid, values...): it queues the row's
+ * globs and returns false, so PostgreSQL neither locks the row (as it does
+ * for a BEFORE UPDATE/DELETE trigger) nor keeps an after-trigger event per
+ * row (as it does for an AFTER trigger that fires): a watched write costs
+ * the function call.  The spec is a text[] constant: the event (INSERT,
+ * UPDATE, DELETE), the model, then "roles:column" for each value passed,
+ * roles being letters t, c, b (tenant, client, bu), p (named by a
+ * placeholder) and f (column filter).  An UPDATE passes the old values, then
+ * the new ones.
+ *
+ * The trigger function tenant_cache.invalidate_trigger() serves the
+ * TRUNCATE statement trigger, and rows of 1.1's triggers (BEFORE UPDATE OR
+ * DELETE, AFTER INSERT, no WHEN clause) until ALTER EXTENSION UPDATE
+ * replaces them.  Its arguments are the model, the tenant, client and bu
+ * column names ('' for none) and the column filter (a name[] literal, ''
+ * for none).
+ *
+ * Both build a RowLayout once per trigger (or spec) and relation, forgotten
+ * on a relcache invalidation of the relation or when the model's patterns
+ * change.  Per row the work is: compare old and new images for an UPDATE,
+ * one hash lookup when the row's scope and placeholder values repeat, else
+ * print them and build the globs.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/sysattr.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "nodes/primnodes.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
@@ -36,57 +54,100 @@
 #include "tenant_cache.h"
 
 PG_FUNCTION_INFO_V1(tc_invalidate_trigger);
+PG_FUNCTION_INFO_V1(tc_capture_row);
 
 #define TC_TRIGGER_MIN_NARGS 4	/* 1.0: model, tenant, client, bu columns */
 #define TC_TRIGGER_MAX_NARGS 5	/* 1.1: and the column filter */
+#define TC_MAX_ROW_COLUMNS 48	/* capture_row: 2 + 2 x 48 <= FUNC_MAX_ARGS */
 
-/* Columns read by the trigger: position, storage and output function. */
-typedef struct ColumnSet
+/* A column whose value a row contributes: where it is and how to print it. */
+typedef struct RowColumn
 {
-	int			n;
-	AttrNumber *attnum;			/* 0: not mapped (scope levels only) */
-	int16	   *typlen;
-	bool	   *typbyval;
-	FmgrInfo   *output;
-} ColumnSet;
+	AttrNumber	attnum;			/* trigger function: position in the slot */
+	int16		typlen;
+	bool		typbyval;
+	FmgrInfo	output;
+} RowColumn;
 
-typedef struct TriggerInfo
+/*
+ * How a trigger (or a capture_row spec) turns a row into globs.  Column
+ * indexes point into cols; -1 is a scope level the table does not map.
+ */
+typedef struct RowLayout
 {
-	Oid			tgoid;			/* hash key: trigger OID ... */
-	Oid			relid;			/* ... and the relation it fired on */
+	/* hash key: trigger OID (0 for a spec), relation, spec hash */
+	Oid			tgoid;
+	Oid			relid;
+	uint32		spec_hash;
+
 	bool		valid;
 	uint64		deps_gen;		/* dependency cache it was resolved for */
 	const TcModelDeps *deps;	/* the model's entry in it (NULL: none) */
 	MemoryContext cxt;			/* everything below */
+	char	   *spec;			/* capture_row: the spec's bytes, to compare */
+	int			spec_len;
+	char		event;			/* capture_row: 'I', 'U' or 'D' */
 	char	   *model;
-	ColumnSet	scope;			/* tenant, client, bu */
-	ColumnSet	placeholders;	/* the model's TcColumns, in that order */
-	ColumnSet	filter;			/* UPDATEs changing none of these (and none
-								 * of the above) queue nothing; n = 0: off */
-} TriggerInfo;
+	int			ncols;
+	RowColumn  *cols;
+	int			scope[TC_NLEVELS];
+	int			nplaceholders;	/* = deps->columns.n, in that order */
+	int		   *placeholder;
+	int			nfilter;		/* UPDATEs changing none of these (and none
+								 * of the above) queue nothing; 0: off */
+	int		   *filter;
+	bool		fast;			/* every scope and placeholder column is
+								 * passed by value: see fast_seen() */
+} RowLayout;
 
-typedef struct TriggerKey
+typedef struct LayoutKey
 {
 	Oid			tgoid;
 	Oid			relid;
-} TriggerKey;
+	uint32		spec_hash;
+} LayoutKey;
 
-static HTAB *trigger_infos = NULL;
+/*
+ * Rows seen lately, for layouts whose row keys are a few by-value columns
+ * (integer ids): a direct-mapped table, checked before building the row key.
+ * A slot is good while the transaction's set of row keys keeps its epoch.
+ */
+#define FAST_SLOTS 1024
+#define FAST_MAX_KEYS 6
+
+typedef struct FastSlot
+{
+	uint64		epoch;			/* tc_queue_seen_epoch() when marked */
+	const void *layout;
+	uint32		nulls;			/* bit k: key k NULL or unmapped */
+	Datum		key[FAST_MAX_KEYS];
+} FastSlot;
+
+static FastSlot fast_slots[FAST_SLOTS];
+
+/* One row's values, in the order of its layout's cols. */
+typedef struct RowValues
+{
+	Datum	   *values;
+	bool	   *nulls;
+} RowValues;
+
+static HTAB *layouts = NULL;
 static MemoryContext trigger_cxt = NULL;
 
 static void
 trigger_relcache_callback(Datum arg, Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	TriggerInfo *info;
+	RowLayout  *layout;
 
-	if (trigger_infos == NULL)
+	if (layouts == NULL)
 		return;
-	hash_seq_init(&status, trigger_infos);
-	while ((info = hash_seq_search(&status)) != NULL)
+	hash_seq_init(&status, layouts);
+	while ((layout = hash_seq_search(&status)) != NULL)
 	{
-		if (relid == InvalidOid || info->relid == relid)
-			info->valid = false;
+		if (relid == InvalidOid || layout->relid == relid)
+			layout->valid = false;
 	}
 }
 
@@ -98,13 +159,573 @@ tc_trigger_init(void)
 	trigger_cxt = AllocSetContextCreate(TopMemoryContext,
 										"tenant_cache triggers",
 										ALLOCSET_SMALL_SIZES);
-	ctl.keysize = sizeof(TriggerKey);
-	ctl.entrysize = sizeof(TriggerInfo);
+	ctl.keysize = sizeof(LayoutKey);
+	ctl.entrysize = sizeof(RowLayout);
 	ctl.hcxt = trigger_cxt;
-	trigger_infos = hash_create("tenant_cache triggers", 32, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	layouts = hash_create("tenant_cache row layouts", 32, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(trigger_relcache_callback, (Datum) 0);
 }
+
+/*
+ * The layout entry for a key, emptied for (re)building when new or stale.
+ * Entries are never removed from the hash (only marked invalid), so
+ * pointers to them stay valid.
+ */
+static RowLayout *
+layout_entry(Oid tgoid, Oid relid, uint32 spec_hash)
+{
+	LayoutKey	key;
+	RowLayout  *layout;
+	bool		found;
+
+	memset(&key, 0, sizeof(key));
+	key.tgoid = tgoid;
+	key.relid = relid;
+	key.spec_hash = spec_hash;
+	layout = hash_search(layouts, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		layout->valid = false;
+		layout->cxt = NULL;
+	}
+	return layout;
+}
+
+/* Start (re)building a layout for n columns, in its own memory context. */
+static MemoryContext
+layout_begin(RowLayout *layout, int ncols)
+{
+	layout->valid = false;
+	if (layout->cxt == NULL)
+		layout->cxt = AllocSetContextCreate(trigger_cxt, "tenant_cache row layout",
+											ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(layout->cxt);
+	layout->spec = NULL;
+	layout->spec_len = 0;
+	layout->ncols = 0;
+	layout->cols = MemoryContextAllocZero(layout->cxt,
+										  sizeof(RowColumn) * Max(ncols, 1));
+	for (int level = 0; level < TC_NLEVELS; level++)
+		layout->scope[level] = -1;
+	layout->nplaceholders = 0;
+	layout->placeholder = NULL;
+	layout->nfilter = 0;
+	layout->filter = MemoryContextAllocZero(layout->cxt, sizeof(int) * Max(ncols, 1));
+	return MemoryContextSwitchTo(layout->cxt);
+}
+
+/* Append a column of type typid; returns its index. */
+static int
+layout_add_column(RowLayout *layout, AttrNumber attnum, Oid typid)
+{
+	RowColumn  *col = &layout->cols[layout->ncols];
+	Oid			typoutput;
+	bool		varlena;
+
+	col->attnum = attnum;
+	getTypeOutputInfo(typid, &typoutput, &varlena);
+	get_typlenbyval(typid, &col->typlen, &col->typbyval);
+	fmgr_info_cxt(typoutput, &col->output, layout->cxt);
+	return layout->ncols++;
+}
+
+/*
+ * Map the model's placeholder columns to layout columns: find(names[i])
+ * returns the index or -1, and a missing one is an error.
+ */
+static void
+layout_placeholders(RowLayout *layout, const TcModelDeps *deps,
+					const char *relname, const char *const *colnames)
+{
+	int			n = deps ? deps->columns.n : 0;
+
+	layout->nplaceholders = n;
+	layout->placeholder = palloc(sizeof(int) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		const char *name = deps->columns.names[i];
+		int			found = -1;
+
+		for (int c = 0; c < layout->ncols && found < 0; c++)
+			if (colnames[c] != NULL && strcmp(colnames[c], name) == 0)
+				found = c;
+		if (found < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("watched table \"%s\" does not provide column \"%s\"",
+							relname, name),
+					 errdetail("A pattern of model \"%s\" names it in a placeholder \"{%s}\".",
+							   layout->model, name),
+					 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again, or change the model's patterns.")));
+		layout->placeholder[i] = found;
+	}
+}
+
+static void
+layout_end(RowLayout *layout, const TcModelDeps *deps, uint64 gen,
+		   MemoryContext old)
+{
+	layout->fast = TC_NLEVELS + layout->nplaceholders <= FAST_MAX_KEYS;
+	for (int level = 0; level < TC_NLEVELS; level++)
+		if (layout->scope[level] >= 0 && !layout->cols[layout->scope[level]].typbyval)
+			layout->fast = false;
+	for (int i = 0; i < layout->nplaceholders; i++)
+		if (!layout->cols[layout->placeholder[i]].typbyval)
+			layout->fast = false;
+	MemoryContextSwitchTo(old);
+	layout->deps = deps;
+	layout->deps_gen = gen;
+	layout->valid = true;
+}
+
+/* ---------------------------------------------------------------------
+ * Rows: from values to globs
+ * ---------------------------------------------------------------------
+ */
+
+/* Append the binary image of column c's value to a row key. */
+static void
+append_image(StringInfo key, const RowLayout *layout, const RowValues *row, int c)
+{
+	const RowColumn *col;
+	Datum		d;
+	struct varlena *v = NULL;
+	const char *data;
+	uint32		len;
+
+	if (c < 0 || row->nulls[c])
+	{
+		appendStringInfoChar(key, c < 0 ? 'u' : 'n');
+		return;
+	}
+	appendStringInfoChar(key, 'v');
+	col = &layout->cols[c];
+	d = row->values[c];
+	if (col->typbyval)
+	{
+		appendBinaryStringInfo(key, (char *) &d, sizeof(Datum));
+		return;
+	}
+	if (col->typlen == -1)
+	{
+		v = PG_DETOAST_DATUM_PACKED(d);
+		data = VARDATA_ANY(v);
+		len = VARSIZE_ANY_EXHDR(v);
+	}
+	else
+	{
+		data = DatumGetPointer(d);
+		len = col->typlen > 0 ? col->typlen : strlen(data);
+	}
+	appendBinaryStringInfo(key, (char *) &len, sizeof(len));
+	appendBinaryStringInfo(key, data, len);
+	if (v != NULL && (Pointer) v != DatumGetPointer(d))
+		pfree(v);
+}
+
+static const char *
+print_value(const RowLayout *layout, const RowValues *row, int c)
+{
+	if (c < 0 || row->nulls[c])
+		return NULL;
+	return OutputFunctionCall((FmgrInfo *) &layout->cols[c].output, row->values[c]);
+}
+
+/* The row's key columns (scope levels, then placeholders) in a slot. */
+static uint32
+fast_key(const RowLayout *layout, const RowValues *row, FastSlot *probe)
+{
+	uint64		h = (uint64) (uintptr_t) layout;
+	int			nkeys = TC_NLEVELS + layout->nplaceholders;
+
+	probe->layout = layout;
+	probe->nulls = 0;
+	for (int k = 0; k < nkeys; k++)
+	{
+		int			c = k < TC_NLEVELS ? layout->scope[k] :
+			layout->placeholder[k - TC_NLEVELS];
+
+		probe->key[k] = 0;
+		if (c < 0 || row->nulls[c])
+			probe->nulls |= 1 << k;
+		else
+			probe->key[k] = row->values[c];
+		h = (h ^ (uint64) probe->key[k]) * UINT64CONST(0x9E3779B97F4A7C15);
+		h ^= h >> 29;
+	}
+	h = (h ^ probe->nulls) * UINT64CONST(0x9E3779B97F4A7C15);
+	return (uint32) (h >> 40) % FAST_SLOTS;
+}
+
+static bool
+fast_equal(const FastSlot *a, const FastSlot *b, int nkeys)
+{
+	if (a->layout != b->layout || a->nulls != b->nulls)
+		return false;
+	for (int k = 0; k < nkeys; k++)
+		if (a->key[k] != b->key[k])
+			return false;
+	return true;
+}
+
+/*
+ * Queue the model's patterns for one row.  A row whose columns have the
+ * same binary images as one queued before in this transaction costs a hash
+ * lookup (equal images print equally), not the printing of its values.
+ */
+static void queue_row_slow(const RowLayout *layout, const RowValues *row);
+
+static void
+queue_row(const RowLayout *layout, const RowValues *row)
+{
+	if (layout->fast)
+	{
+		FastSlot	probe;
+		uint32		slot = fast_key(layout, row, &probe);
+		uint64		epoch = tc_queue_seen_epoch();
+
+		if (epoch != 0 && fast_slots[slot].epoch == epoch &&
+			fast_equal(&fast_slots[slot], &probe, TC_NLEVELS + layout->nplaceholders))
+			return;
+		queue_row_slow(layout, row);
+		probe.epoch = tc_queue_seen_epoch();
+		fast_slots[slot] = probe;
+		return;
+	}
+	queue_row_slow(layout, row);
+}
+
+static void
+queue_row_slow(const RowLayout *layout, const RowValues *row)
+{
+	static StringInfo key = NULL;
+	const TcModelDeps *deps = layout->deps;
+	const char *values[TC_NLEVELS];
+	const char *local[16];
+	const char **colvals;
+
+	if (key == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		key = makeStringInfo();
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(key);
+	appendBinaryStringInfo(key, (char *) &deps, sizeof(deps));
+	for (int level = 0; level < TC_NLEVELS; level++)
+		append_image(key, layout, row, layout->scope[level]);
+	for (int i = 0; i < layout->nplaceholders; i++)
+		append_image(key, layout, row, layout->placeholder[i]);
+	if (tc_queue_row_seen(key->data, key->len))
+		return;
+
+	colvals = layout->nplaceholders <= lengthof(local) ? local :
+		palloc(sizeof(char *) * layout->nplaceholders);
+	for (int level = 0; level < TC_NLEVELS; level++)
+		values[level] = print_value(layout, row, layout->scope[level]);
+	for (int i = 0; i < layout->nplaceholders; i++)
+		colvals[i] = print_value(layout, row, layout->placeholder[i]);
+	tc_queue_model_values(deps, values, colvals);
+	tc_queue_row_mark(key->data, key->len);
+}
+
+/*
+ * Does the UPDATE change column c?  Compared by binary image
+ * (datum_image_eq, which detoasts): a value rewritten as an equal but
+ * differently stored one (say numeric 1.0 -> 1.00) counts as changed.
+ */
+static bool
+column_changed(const RowLayout *layout, const RowValues *old,
+			   const RowValues *new, int c)
+{
+	if (c < 0)
+		return false;
+	if (old->nulls[c] != new->nulls[c])
+		return true;
+	return !old->nulls[c] &&
+		!datum_image_eq(old->values[c], new->values[c],
+						layout->cols[c].typbyval, layout->cols[c].typlen);
+}
+
+/*
+ * An UPDATE queues the new row's globs, and the old row's too when a column
+ * they are built from changed (a row moved to another tenant, an id named
+ * by a placeholder changed).  With a column filter, an UPDATE that changes
+ * neither a filter column nor one of those queues nothing.
+ */
+static void
+queue_update(const RowLayout *layout, const RowValues *old, const RowValues *new)
+{
+	bool		keys_changed = false;
+	bool		filter_changed = layout->nfilter == 0;
+
+	for (int level = 0; level < TC_NLEVELS && !keys_changed; level++)
+		keys_changed = column_changed(layout, old, new, layout->scope[level]);
+	for (int i = 0; i < layout->nplaceholders && !keys_changed; i++)
+		keys_changed = column_changed(layout, old, new, layout->placeholder[i]);
+	for (int i = 0; i < layout->nfilter && !filter_changed && !keys_changed; i++)
+		filter_changed = column_changed(layout, old, new, layout->filter[i]);
+	if (!keys_changed && !filter_changed)
+		return;
+	queue_row(layout, new);
+	if (keys_changed)
+		queue_row(layout, old);
+}
+
+/* ---------------------------------------------------------------------
+ * capture_row(): the WHEN clause of 1.2's row triggers
+ * ---------------------------------------------------------------------
+ */
+
+/* Is the function tenant_cache.invalidate_trigger() (this library's)? */
+static bool
+is_invalidate_trigger(Oid fn)
+{
+	FmgrInfo	finfo;
+
+	fmgr_info(fn, &finfo);
+	return finfo.fn_addr == tc_invalidate_trigger;
+}
+
+/*
+ * capture_row() queues invalidations, so it must only run as the WHEN
+ * clause of a trigger tenant_cache installed: anybody may execute it (the
+ * WHEN clause runs as whoever writes to the table).  In a WHEN clause
+ * PostgreSQL turns NEW.tableoid and OLD.tableoid into a Var of the outer or
+ * inner tuple with the system column's number; in a planned query such a
+ * Var always names a column of a subplan's output (a positive number).
+ */
+static void
+check_called_as_when(FunctionCallInfo fcinfo)
+{
+	Node	   *expr = fcinfo->flinfo->fn_expr;
+	Var		   *var = NULL;
+
+	if (expr != NULL && IsA(expr, FuncExpr) &&
+		list_length(((FuncExpr *) expr)->args) >= 2)
+	{
+		Node	   *arg = lsecond(((FuncExpr *) expr)->args);
+
+		if (IsA(arg, Var))
+			var = (Var *) arg;
+	}
+	if (var == NULL || var->varattno != TableOidAttributeNumber ||
+		(var->varno != INNER_VAR && var->varno != OUTER_VAR))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tenant_cache.capture_row() must be called from the WHEN clause of a trigger installed by tenant_cache.watch_table()")));
+}
+
+/* The relation must carry tenant_cache's trigger for the spec's model. */
+static void
+check_watched_as(Oid relid, const char *model)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	bool		ok = false;
+
+	if (!RelationIsValid(rel))
+		elog(ERROR, "could not open relation with OID %u", relid);
+	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers && !ok; i++)
+	{
+		Trigger    *t = &rel->trigdesc->triggers[i];
+
+		ok = t->tgqual != NULL && t->tgnargs >= 1 &&
+			strcmp(t->tgargs[0], model) == 0 && is_invalidate_trigger(t->tgfoid);
+	}
+	RelationClose(rel);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tenant_cache.capture_row() was called for model \"%s\" on \"%s\", which is not watched for it",
+						model, get_rel_name(relid))));
+}
+
+/*
+ * The WHEN clause names columns by number: a column renamed since
+ * watch_table() is reported, as the trigger function does, rather than
+ * left under a name the configuration no longer matches.
+ */
+static void
+check_column_name(FunctionCallInfo fcinfo, int argno, Oid relid,
+				  const char *colname)
+{
+	FuncExpr   *expr = (FuncExpr *) fcinfo->flinfo->fn_expr;
+	Node	   *arg = list_nth(expr->args, argno);
+	char	   *current;
+
+	if (!IsA(arg, Var) || ((Var *) arg)->varattno <= 0)
+		return;
+	current = get_attname(relid, ((Var *) arg)->varattno, true);
+	if (current == NULL || strcmp(current, colname) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of watched table \"%s\" does not exist",
+						colname, get_rel_name(relid)),
+				 errdetail("tenant_cache.watch_table() named this column; it was dropped or renamed since."),
+				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
+}
+
+/* Parse the spec and resolve the argument types: build the layout. */
+static void
+build_capture_layout(RowLayout *layout, FunctionCallInfo fcinfo,
+					 ArrayType *spec, Oid relid, uint64 gen)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			ncols;
+	char	   *event;
+	const char **colnames;
+	MemoryContext old;
+
+	deconstruct_array(spec, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			elog(ERROR, "tenant_cache.capture_row(): NULL in spec");
+	ncols = n - 2;
+	event = n >= 2 ? TextDatumGetCString(elems[0]) : "";
+	if (ncols < 0 || ncols > TC_MAX_ROW_COLUMNS ||
+		(strcmp(event, "INSERT") != 0 && strcmp(event, "UPDATE") != 0 &&
+		 strcmp(event, "DELETE") != 0) ||
+		PG_NARGS() != 2 + ncols * (event[0] == 'U' ? 2 : 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tenant_cache.capture_row() was called with a spec that does not match its arguments"),
+				 errhint("Create tenant_cache triggers with tenant_cache.watch_table().")));
+
+	old = layout_begin(layout, ncols);
+	layout->event = event[0];
+	layout->model = TextDatumGetCString(elems[1]);
+	check_watched_as(relid, layout->model);
+	layout->deps = tc_lookup_model(layout->model);
+	layout->spec = palloc(VARSIZE(spec));
+	layout->spec_len = VARSIZE(spec);
+	memcpy(layout->spec, spec, VARSIZE(spec));
+	colnames = palloc(sizeof(char *) * Max(ncols, 1));
+	for (int c = 0; c < ncols; c++)
+	{
+		char	   *roles = TextDatumGetCString(elems[c + 2]);
+		char	   *colon = strchr(roles, ':');
+		Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 2 + c);
+
+		if (colon == NULL || !OidIsValid(typid))
+			elog(ERROR, "tenant_cache.capture_row(): bad column \"%s\" in spec", roles);
+		*colon = '\0';
+		check_column_name(fcinfo, 2 + c, relid, colon + 1);
+		colnames[c] = strchr(roles, 'p') ? colon + 1 : NULL;
+		layout_add_column(layout, InvalidAttrNumber, typid);
+		if (strchr(roles, 't'))
+			layout->scope[TC_LEVEL_TENANT] = c;
+		if (strchr(roles, 'c'))
+			layout->scope[TC_LEVEL_CLIENT] = c;
+		if (strchr(roles, 'b'))
+			layout->scope[TC_LEVEL_BU] = c;
+		if (strchr(roles, 'f'))
+			layout->filter[layout->nfilter++] = c;
+	}
+	layout_placeholders(layout, layout->deps, get_rel_name(relid), colnames);
+	layout_end(layout, layout->deps, gen, old);
+}
+
+/*
+ * The layout for this call: kept in fn_extra for the rest of the statement
+ * (the WHEN clause is prepared once per statement and result relation),
+ * else looked up by spec and table.
+ */
+static RowLayout *
+capture_layout(FunctionCallInfo fcinfo, Oid relid, uint64 gen)
+{
+	static RowLayout *last = NULL;
+	RowLayout  *layout = fcinfo->flinfo->fn_extra;
+	ArrayType  *spec;
+	uint32		hash;
+
+	if (layout != NULL && layout->valid && layout->deps_gen == gen &&
+		layout->relid == relid)
+		return layout;
+	if (layout == NULL)
+		check_called_as_when(fcinfo);
+	spec = PG_GETARG_ARRAYTYPE_P(0);
+	if (last != NULL && last->valid && last->deps_gen == gen &&
+		last->relid == relid && last->spec_len == VARSIZE(spec) &&
+		memcmp(last->spec, spec, VARSIZE(spec)) == 0)
+		layout = last;
+	else
+	{
+		hash = hash_bytes((unsigned char *) spec, VARSIZE(spec));
+		layout = layout_entry(InvalidOid, relid, hash);
+		if (!layout->valid || layout->deps_gen != gen ||
+			layout->spec_len != VARSIZE(spec) ||
+			memcmp(layout->spec, spec, VARSIZE(spec)) != 0)
+			build_capture_layout(layout, fcinfo, spec, relid, gen);
+	}
+	fcinfo->flinfo->fn_extra = layout;
+	last = layout;
+	return layout;
+}
+
+Datum
+tc_capture_row(PG_FUNCTION_ARGS)
+{
+	static MemoryContext row_cxt = NULL;
+	uint64		gen = tc_depcache_generation();	/* reloads it if needed */
+	RowLayout  *layout;
+	Datum		values[2 * TC_MAX_ROW_COLUMNS];
+	bool		nulls[2 * TC_MAX_ROW_COLUMNS];
+	RowValues	old = {values, nulls};
+	MemoryContext caller;
+
+	if (PG_NARGS() < 2 || PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tenant_cache.capture_row() must be called from the WHEN clause of a trigger installed by tenant_cache.watch_table()")));
+	/*
+	 * An UPDATE that moves a row to another partition also evaluates the
+	 * partitioned table's WHEN clause, with no table OID: the partitions'
+	 * AFTER DELETE and AFTER INSERT triggers capture the row.
+	 */
+	if (!OidIsValid(PG_GETARG_OID(1)))
+		PG_RETURN_BOOL(false);
+	layout = capture_layout(fcinfo, PG_GETARG_OID(1), gen);
+	if (layout->deps == NULL)
+		PG_RETURN_BOOL(false);	/* the model has no patterns */
+
+	/*
+	 * A WHEN clause runs in the statement's memory context: what a row
+	 * allocates (printed values, detoasted copies) goes into a context of
+	 * our own, emptied at the next row.
+	 */
+	if (row_cxt == NULL)
+		row_cxt = AllocSetContextCreate(TopMemoryContext, "tenant_cache row",
+										ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(row_cxt);
+	caller = MemoryContextSwitchTo(row_cxt);
+
+	/* After spec and tableoid: the values in cols order (old, then new). */
+	for (int c = 0; c < PG_NARGS() - 2; c++)
+	{
+		values[c] = fcinfo->args[2 + c].value;
+		nulls[c] = fcinfo->args[2 + c].isnull;
+	}
+	if (layout->event == 'U')
+	{
+		RowValues	new = {values + layout->ncols, nulls + layout->ncols};
+
+		queue_update(layout, &old, &new);
+	}
+	else
+		queue_row(layout, &old);
+	MemoryContextSwitchTo(caller);
+	PG_RETURN_BOOL(false);		/* the trigger itself never fires */
+}
+
+/* ---------------------------------------------------------------------
+ * invalidate_trigger(): TRUNCATE, and rows of 1.1's triggers
+ * ---------------------------------------------------------------------
+ */
 
 /* The column's number, or 0 when the table has no such column. */
 static AttrNumber
@@ -122,8 +743,9 @@ find_column(Relation rel, const char *colname)
 	return InvalidAttrNumber;
 }
 
-static AttrNumber
-resolve_column(Relation rel, const char *colname)
+/* Add a column named by the trigger's arguments; it must exist. */
+static int
+add_named_column(RowLayout *layout, Relation rel, const char *colname)
 {
 	AttrNumber	attnum = find_column(rel, colname);
 
@@ -134,78 +756,30 @@ resolve_column(Relation rel, const char *colname)
 						colname, RelationGetRelationName(rel)),
 				 errdetail("tenant_cache.watch_table() named this column; it was dropped or renamed since."),
 				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
-	return attnum;
-}
-
-static AttrNumber
-resolve_placeholder(Relation rel, const char *model, const char *colname)
-{
-	AttrNumber	attnum = find_column(rel, colname);
-
-	if (attnum == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of watched table \"%s\" does not exist",
-						colname, RelationGetRelationName(rel)),
-				 errdetail("A pattern of model \"%s\" names it in a placeholder \"{%s}\".",
-						   model, colname),
-				 errhint("Change the model's patterns with tenant_cache.unregister_dependency() and tenant_cache.register_dependency(), or add the column.")));
-	return attnum;
-}
-
-/* Room for n columns, in the current memory context. */
-static void
-init_columns(ColumnSet *set, int n)
-{
-	set->n = n;
-	set->attnum = palloc0(sizeof(AttrNumber) * Max(n, 1));
-	set->typlen = palloc0(sizeof(int16) * Max(n, 1));
-	set->typbyval = palloc0(sizeof(bool) * Max(n, 1));
-	set->output = palloc0(sizeof(FmgrInfo) * Max(n, 1));
-}
-
-/* Column i of the set is attnum: look up its storage and output function. */
-static void
-set_column(ColumnSet *set, int i, Relation rel, AttrNumber attnum)
-{
-	Oid			typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
-	Oid			typoutput;
-	bool		varlena;
-
-	set->attnum[i] = attnum;
-	getTypeOutputInfo(typid, &typoutput, &varlena);
-	get_typlenbyval(typid, &set->typlen[i], &set->typbyval[i]);
-	fmgr_info_cxt(typoutput, &set->output[i], CurrentMemoryContext);
+	return layout_add_column(layout, attnum,
+							 TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid);
 }
 
 /* The column filter argument: a name[] literal, or '' for none. */
 static void
-fill_filter(ColumnSet *set, const char *arg, Relation rel)
+add_filter(RowLayout *layout, Relation rel, Datum *elems, bool *nulls, int n)
 {
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-
-	if (arg[0] == '\0')
-	{
-		init_columns(set, 0);
-		return;
-	}
-	arr = DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, (char *) arg,
-												  NAMEOID, -1));
-	deconstruct_array(arr, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
-					  &elems, &nulls, &n);
-	init_columns(set, n);
 	for (int i = 0; i < n; i++)
 		if (!nulls[i])
-			set_column(set, i, rel, resolve_column(rel, NameStr(*DatumGetName(elems[i]))));
+			layout->filter[layout->nfilter++] =
+				add_named_column(layout, rel, NameStr(*DatumGetName(elems[i])));
 }
 
 static void
-fill_trigger_info(TriggerInfo *info, Trigger *trigger, Relation rel,
-				  const TcModelDeps *deps, uint64 gen)
+build_trigger_layout(RowLayout *layout, Trigger *trigger, Relation rel,
+					 const TcModelDeps *deps, uint64 gen)
 {
+	const char *filter_arg;
+	Datum	   *elems = NULL;
+	bool	   *nulls = NULL;
+	int			nfilter = 0;
+	int			nplaceholders = deps ? deps->columns.n : 0;
+	const char **colnames;
 	MemoryContext old;
 
 	if (trigger->tgnargs < TC_TRIGGER_MIN_NARGS ||
@@ -216,220 +790,79 @@ fill_trigger_info(TriggerInfo *info, Trigger *trigger, Relation rel,
 						trigger->tgname, RelationGetRelationName(rel),
 						trigger->tgnargs, TC_TRIGGER_MIN_NARGS, TC_TRIGGER_MAX_NARGS),
 				 errhint("Create tenant_cache triggers with tenant_cache.watch_table().")));
+	filter_arg = trigger->tgnargs > TC_TRIGGER_MIN_NARGS ? trigger->tgargs[4] : "";
+	if (filter_arg[0] != '\0')
+		deconstruct_array(DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN,
+																  (char *) filter_arg,
+																  NAMEOID, -1)),
+						  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
+						  &elems, &nulls, &nfilter);
 
-	info->valid = false;
-	if (info->cxt == NULL)
-		info->cxt = AllocSetContextCreate(trigger_cxt, "tenant_cache trigger",
-										  ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(info->cxt);
-	old = MemoryContextSwitchTo(info->cxt);
-	info->model = pstrdup(trigger->tgargs[0]);
-	init_columns(&info->scope, TC_NLEVELS);
+	old = layout_begin(layout, TC_NLEVELS + nplaceholders + nfilter);
+	layout->model = pstrdup(trigger->tgargs[0]);
 	for (int level = 0; level < TC_NLEVELS; level++)
+		if (trigger->tgargs[level + 1][0] != '\0')
+			layout->scope[level] = add_named_column(layout, rel, trigger->tgargs[level + 1]);
+	/* Placeholder columns: one layout column each, named for the mapping. */
+	colnames = palloc0(sizeof(char *) * (TC_NLEVELS + nplaceholders + nfilter));
+	for (int i = 0; i < nplaceholders; i++)
 	{
-		const char *colname = trigger->tgargs[level + 1];
+		const char *name = deps->columns.names[i];
+		AttrNumber	attnum = find_column(rel, name);
 
-		if (colname[0] != '\0')
-			set_column(&info->scope, level, rel, resolve_column(rel, colname));
+		if (attnum == InvalidAttrNumber)
+			continue;			/* layout_placeholders() reports it */
+		colnames[layout->ncols] = name;
+		layout_add_column(layout, attnum,
+						  TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid);
 	}
-	init_columns(&info->placeholders, deps ? deps->columns.n : 0);
-	for (int i = 0; i < info->placeholders.n; i++)
-		set_column(&info->placeholders, i, rel,
-				   resolve_placeholder(rel, info->model, deps->columns.names[i]));
-	fill_filter(&info->filter,
-				trigger->tgnargs > TC_TRIGGER_MIN_NARGS ? trigger->tgargs[4] : "",
-				rel);
-	MemoryContextSwitchTo(old);
-	info->deps_gen = gen;
-	info->valid = true;
+	layout_placeholders(layout, deps, RelationGetRelationName(rel), colnames);
+	add_filter(layout, rel, elems, nulls, nfilter);
+	layout_end(layout, deps, gen, old);
 }
 
 /*
- * The trigger's resolved columns, for the current dependencies.  Rows of
- * one statement fire the same trigger one after the other: the last one
- * used is kept, and needs no look-up while still valid.  Entries are never
- * removed from trigger_infos (only marked invalid), so the pointer stays.
+ * The trigger's layout, for the current dependencies.  Rows of one
+ * statement fire the same trigger one after the other: the last one used
+ * is kept, and needs no look-up while still valid.
  */
-static TriggerInfo *
-get_trigger_info(Trigger *trigger, Relation rel, const TcModelDeps **deps)
+static RowLayout *
+trigger_layout(Trigger *trigger, Relation rel)
 {
-	static TriggerInfo *last = NULL;
-	TriggerKey	key;
-	TriggerInfo *info;
-	bool		found;
+	static RowLayout *last = NULL;
 	uint64		gen = tc_depcache_generation();	/* reloads it if needed */
+	RowLayout  *layout;
 
 	if (last != NULL && last->valid && last->deps_gen == gen &&
 		last->tgoid == trigger->tgoid && last->relid == RelationGetRelid(rel))
-	{
-		*deps = last->deps;
 		return last;
-	}
-	*deps = trigger->tgnargs > 0 ? tc_lookup_model(trigger->tgargs[0]) : NULL;
-	key.tgoid = trigger->tgoid;
-	key.relid = RelationGetRelid(rel);
-	info = hash_search(trigger_infos, &key, HASH_ENTER, &found);
-	if (!found)
-	{
-		info->valid = false;
-		info->cxt = NULL;
-	}
-	if (!info->valid || info->deps_gen != gen)
-		fill_trigger_info(info, trigger, rel, *deps, gen);
-	info->deps = *deps;
-	last = info;
-	return info;
+	layout = layout_entry(trigger->tgoid, RelationGetRelid(rel), 0);
+	if (!layout->valid || layout->deps_gen != gen)
+		build_trigger_layout(layout, trigger, rel,
+							 trigger->tgnargs > 0 ? tc_lookup_model(trigger->tgargs[0]) : NULL,
+							 gen);
+	last = layout;
+	return layout;
 }
 
-/* Print the columns' values (NULL where unmapped or SQL NULL). */
+/* Read the layout's columns from a slot. */
 static void
-print_columns(const ColumnSet *set, TupleTableSlot *slot, const char **values)
+slot_values(const RowLayout *layout, TupleTableSlot *slot, RowValues *row)
 {
-	for (int i = 0; i < set->n; i++)
-	{
-		bool		isnull = true;
-		Datum		d = 0;
-
-		if (set->attnum[i] > 0)
-			d = slot_getattr(slot, set->attnum[i], &isnull);
-		values[i] = isnull ? NULL : OutputFunctionCall(&set->output[i], d);
-	}
-}
-
-/* Append the binary images of the columns' values to a row key. */
-static void
-append_images(StringInfo key, const ColumnSet *set, TupleTableSlot *slot)
-{
-	for (int i = 0; i < set->n; i++)
-	{
-		bool		isnull = true;
-		Datum		d = 0;
-		char		tag;
-
-		if (set->attnum[i] > 0)
-			d = slot_getattr(slot, set->attnum[i], &isnull);
-		tag = set->attnum[i] == 0 ? 'u' : isnull ? 'n' : 'v';
-		appendStringInfoChar(key, tag);
-		if (tag != 'v')
-			continue;
-		if (set->typbyval[i])
-			appendBinaryStringInfo(key, (char *) &d, sizeof(Datum));
-		else
-		{
-			struct varlena *v = NULL;
-			const char *data;
-			uint32		len;
-
-			if (set->typlen[i] == -1)
-			{
-				v = PG_DETOAST_DATUM_PACKED(d);
-				data = VARDATA_ANY(v);
-				len = VARSIZE_ANY_EXHDR(v);
-			}
-			else
-			{
-				data = DatumGetPointer(d);
-				len = set->typlen[i] > 0 ? set->typlen[i] : strlen(data);
-			}
-			appendBinaryStringInfo(key, (char *) &len, sizeof(len));
-			appendBinaryStringInfo(key, data, len);
-			if (v != NULL && (Pointer) v != DatumGetPointer(d))
-				pfree(v);
-		}
-	}
-}
-
-/*
- * Queue the model's patterns for one row.  A row whose columns have the
- * same binary images as one queued before in this transaction costs a hash
- * lookup (equal images print equally), not the printing of its values.
- */
-static void
-queue_row(TriggerInfo *info, const TcModelDeps *deps, TupleTableSlot *slot)
-{
-	static StringInfo key = NULL;
-	const char *values[TC_NLEVELS];
-	const char *local[16];
-	const char **colvals;
-
-	if (key == NULL)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		key = makeStringInfo();
-		MemoryContextSwitchTo(old);
-	}
-	resetStringInfo(key);
-	appendBinaryStringInfo(key, (char *) &deps, sizeof(deps));
-	append_images(key, &info->scope, slot);
-	append_images(key, &info->placeholders, slot);
-	if (tc_queue_row_seen(key->data, key->len))
-		return;
-
-	colvals = info->placeholders.n <= lengthof(local) ? local :
-		palloc(sizeof(char *) * info->placeholders.n);
-	print_columns(&info->scope, slot, values);
-	print_columns(&info->placeholders, slot, colvals);
-	tc_queue_model_values(deps, values, colvals);
-	tc_queue_row_mark(key->data, key->len);
-}
-
-/*
- * Does the UPDATE change any column of the set?  Compared by binary image
- * (datum_image_eq, which detoasts): a value rewritten as an equal but
- * differently stored one (say numeric 1.0 -> 1.00) counts as changed.
- */
-static bool
-columns_changed(const ColumnSet *set, TupleTableSlot *old, TupleTableSlot *new)
-{
-	for (int i = 0; i < set->n; i++)
-	{
-		bool		oldnull,
-					newnull;
-		Datum		o,
-					n;
-
-		if (set->attnum[i] == 0)
-			continue;
-		o = slot_getattr(old, set->attnum[i], &oldnull);
-		n = slot_getattr(new, set->attnum[i], &newnull);
-		if (oldnull != newnull)
-			return true;
-		if (!oldnull && !datum_image_eq(o, n, set->typbyval[i], set->typlen[i]))
-			return true;
-	}
-	return false;
-}
-
-/*
- * An UPDATE queues the new row's globs, and the old row's too when a column
- * they are built from changed (a row moved to another tenant, an id named
- * by a placeholder changed).  With a column filter, an UPDATE that changes
- * neither a filter column nor one of those queues nothing.
- */
-static void
-queue_update(TriggerInfo *info, const TcModelDeps *deps, TupleTableSlot *old,
-			 TupleTableSlot *new)
-{
-	bool		keys_changed = columns_changed(&info->scope, old, new) ||
-		columns_changed(&info->placeholders, old, new);
-
-	if (!keys_changed && info->filter.n > 0 &&
-		!columns_changed(&info->filter, old, new))
-		return;
-	queue_row(info, deps, new);
-	if (keys_changed)
-		queue_row(info, deps, old);
+	row->values = palloc(sizeof(Datum) * Max(layout->ncols, 1));
+	row->nulls = palloc(sizeof(bool) * Max(layout->ncols, 1));
+	for (int c = 0; c < layout->ncols; c++)
+		row->values[c] = slot_getattr(slot, layout->cols[c].attnum, &row->nulls[c]);
 }
 
 Datum
 tc_invalidate_trigger(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	const TcModelDeps *deps;
-	TriggerInfo *info;
+	RowLayout  *layout;
 	TriggerEvent ev;
+	RowValues	old,
+				new;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -437,26 +870,34 @@ tc_invalidate_trigger(PG_FUNCTION_ARGS)
 				 errmsg("tenant_cache.invalidate_trigger() must be called as a trigger")));
 
 	ev = trigdata->tg_event;
-	info = get_trigger_info(trigdata->tg_trigger, trigdata->tg_relation, &deps);
-
 	if (TRIGGER_FIRED_BY_TRUNCATE(ev))
 	{
 		const char *every[TC_NLEVELS] = {NULL, NULL, NULL};
+		Trigger    *trigger = trigdata->tg_trigger;
 
-		tc_queue_model_values(deps, every, NULL);
+		(void) tc_depcache_generation();	/* reloads it if needed */
+		if (trigger->tgnargs > 0)
+			tc_queue_model_values(tc_lookup_model(trigger->tgargs[0]), every, NULL);
 		return PointerGetDatum(NULL);
 	}
+	layout = trigger_layout(trigdata->tg_trigger, trigdata->tg_relation);
 	if (!TRIGGER_FIRED_FOR_ROW(ev))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("tenant_cache.invalidate_trigger() must be fired for each row, or for TRUNCATE")));
 
-	if (deps == NULL)
-		;						/* the model has no patterns: nothing to do */
-	else if (TRIGGER_FIRED_BY_INSERT(ev) || TRIGGER_FIRED_BY_DELETE(ev))
-		queue_row(info, deps, trigdata->tg_trigslot);
-	else if (TRIGGER_FIRED_BY_UPDATE(ev))
-		queue_update(info, deps, trigdata->tg_trigslot, trigdata->tg_newslot);
+	/* Trigger functions run in a per-row memory context. */
+	if (layout->deps != NULL)
+	{
+		slot_values(layout, trigdata->tg_trigslot, &old);
+		if (TRIGGER_FIRED_BY_UPDATE(ev))
+		{
+			slot_values(layout, trigdata->tg_newslot, &new);
+			queue_update(layout, &old, &new);
+		}
+		else
+			queue_row(layout, &old);
+	}
 
 	if (TRIGGER_FIRED_AFTER(ev))
 		return PointerGetDatum(NULL);
