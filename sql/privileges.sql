@@ -29,14 +29,14 @@ RESET ROLE;
 
 -- Anybody may execute capture_row() (the row triggers' WHEN clause runs as
 -- the writer), but it queues only as that WHEN clause: not called directly,
--- not from a query, not from a trigger on a table not watched for the model.
-SELECT tenant_cache.capture_row('{INSERT,People,t:tenant_id}', 'people'::regclass::oid, 1);
-SELECT tenant_cache.capture_row('{INSERT,People,t:tenant_id}', p.tableoid, q.tenant_id)
+-- not from a query, not from a trigger on a table that is not watched.
+SELECT tenant_cache.capture_row('people'::regclass::oid, 1);
+SELECT tenant_cache.capture_row(p.tableoid, q.tenant_id)
 FROM people p JOIN people q ON q.id = p.id WHERE p.id = 1;
 CREATE TABLE spoof (tenant_id int);
 CREATE FUNCTION spoof_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
 CREATE TRIGGER spoof AFTER INSERT ON spoof FOR EACH ROW
-    WHEN (tenant_cache.capture_row('{INSERT,People,t:tenant_id}', NEW.tableoid, NEW.tenant_id))
+    WHEN (tenant_cache.capture_row(NEW.tableoid, NEW.tenant_id))
     EXECUTE FUNCTION spoof_noop();
 INSERT INTO spoof VALUES (77);
 DROP TABLE spoof;

@@ -15,10 +15,10 @@
 -- (as for a BEFORE trigger) nor keeps an event per row (as for an AFTER
 -- trigger that fires).  Anybody writing to a watched table runs it; it
 -- refuses to run anywhere but in the WHEN clause of tenant_cache's triggers.
-CREATE FUNCTION tenant_cache.capture_row(spec text[], VARIADIC "any")
+CREATE FUNCTION tenant_cache.capture_row(VARIADIC "any")
     RETURNS boolean LANGUAGE c VOLATILE
     AS 'MODULE_PATHNAME', 'tc_capture_row';
-COMMENT ON FUNCTION tenant_cache.capture_row(text[], "any") IS
+COMMENT ON FUNCTION tenant_cache.capture_row("any") IS
     'WHEN clause of the row triggers installed by watch_table(): queues the row''s invalidations, returns false';
 
 CREATE FUNCTION tenant_cache.model_columns(model text)
@@ -36,9 +36,12 @@ COMMENT ON FUNCTION tenant_cache.model_columns(text) IS
 
 -- (Re)create the row triggers of a table, for its configuration and the
 -- model's current patterns.  Their WHEN clause passes capture_row() the
--- values it needs, each column once with its roles: t, c, b (tenant,
--- client, bu), p (named by a placeholder), f (column filter); an UPDATE
--- passes the old values, then the new ones.
+-- row's tableoid and the values it needs: the tenant, client and bu
+-- columns, the columns named by the model's placeholders, the column
+-- filter; each column once, ordered by its first role in that list, then by
+-- name (as capture_row expects them); an UPDATE passes the old values, then
+-- the new ones.  Nothing else: PostgreSQL parses the clause again for every
+-- statement.
 CREATE FUNCTION tenant_cache.install_row_triggers(
     tbl regclass, model text, tenant_column name, client_column name,
     bu_column name, columns name[], firing "char")
@@ -47,7 +50,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    spec text[];
     olds text;
     news text;
     n integer;
@@ -56,18 +58,17 @@ DECLARE
     part regclass;
     ev text;
 BEGIN
-    SELECT coalesce(array_agg(c.roles || ':' || c.col ORDER BY c.first, c.col), '{}'),
-           coalesce(string_agg(', OLD.' || quote_ident(c.col), '' ORDER BY c.first, c.col), ''),
+    SELECT coalesce(string_agg(', OLD.' || quote_ident(c.col), '' ORDER BY c.first, c.col), ''),
            coalesce(string_agg(', NEW.' || quote_ident(c.col), '' ORDER BY c.first, c.col), ''),
            count(*)
-      INTO spec, olds, news, n
-    FROM (SELECT r.col, string_agg(r.role, '' ORDER BY r.ord) AS roles, min(r.ord) AS first
-          FROM (SELECT 't' AS role, install_row_triggers.tenant_column AS col, 1 AS ord
-                UNION ALL SELECT 'c', install_row_triggers.client_column, 2
-                UNION ALL SELECT 'b', install_row_triggers.bu_column, 3
-                UNION ALL SELECT 'p', p, 4
+      INTO olds, news, n
+    FROM (SELECT r.col, min(r.ord) AS first
+          FROM (SELECT install_row_triggers.tenant_column AS col, 1 AS ord
+                UNION ALL SELECT install_row_triggers.client_column, 2
+                UNION ALL SELECT install_row_triggers.bu_column, 3
+                UNION ALL SELECT p, 4
                           FROM unnest(tenant_cache.model_columns(install_row_triggers.model)) AS p
-                UNION ALL SELECT 'f', f, 5 FROM unnest(install_row_triggers.columns) AS f) AS r
+                UNION ALL SELECT f, 5 FROM unnest(install_row_triggers.columns) AS f) AS r
           WHERE r.col IS NOT NULL
           GROUP BY r.col) AS c;
     IF n > 48 THEN
@@ -89,17 +90,14 @@ BEGIN
         EXECUTE format('DROP TRIGGER %I ON %s', trg.tgname, tbl);
     END LOOP;
     EXECUTE format('CREATE TRIGGER zz_tenant_cache_insert AFTER INSERT ON %s FOR EACH ROW '
-                   'WHEN (tenant_cache.capture_row(%L::text[], NEW.tableoid%s)) '
-                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)',
-                   tbl, ARRAY['INSERT', install_row_triggers.model] || spec, news, args);
+                   'WHEN (tenant_cache.capture_row(NEW.tableoid%s)) '
+                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, news, args);
     EXECUTE format('CREATE TRIGGER zz_tenant_cache_update AFTER UPDATE ON %s FOR EACH ROW '
-                   'WHEN (tenant_cache.capture_row(%L::text[], NEW.tableoid%s%s)) '
-                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)',
-                   tbl, ARRAY['UPDATE', install_row_triggers.model] || spec, olds, news, args);
+                   'WHEN (tenant_cache.capture_row(NEW.tableoid%s%s)) '
+                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, olds, news, args);
     EXECUTE format('CREATE TRIGGER zz_tenant_cache_delete AFTER DELETE ON %s FOR EACH ROW '
-                   'WHEN (tenant_cache.capture_row(%L::text[], OLD.tableoid%s)) '
-                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)',
-                   tbl, ARRAY['DELETE', install_row_triggers.model] || spec, olds, args);
+                   'WHEN (tenant_cache.capture_row(OLD.tableoid%s)) '
+                   'EXECUTE FUNCTION tenant_cache.invalidate_trigger(%s)', tbl, olds, args);
     -- Keep how the triggers fire: ALWAYS (logical replication), REPLICA, or disabled.
     IF firing <> 'O' THEN
         FOR part IN SELECT tbl UNION SELECT relid FROM pg_partition_tree(tbl) LOOP
@@ -430,9 +428,9 @@ $$;
 REVOKE EXECUTE ON FUNCTION tenant_cache.model_columns(text),
     tenant_cache.install_row_triggers(regclass, text, name, name, name, name[], "char"),
     tenant_cache.reinstall_row_triggers(text) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION tenant_cache.capture_row(text[], "any") FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION tenant_cache.capture_row("any") FROM PUBLIC;
 -- The WHEN clause of the row triggers runs as whoever writes to a watched table.
-GRANT EXECUTE ON FUNCTION tenant_cache.capture_row(text[], "any") TO PUBLIC;
+GRANT EXECUTE ON FUNCTION tenant_cache.capture_row("any") TO PUBLIC;
 
 -- Replace the row triggers of every watched table (1.1: BEFORE UPDATE OR
 -- DELETE and AFTER INSERT, without WHEN clause), keeping how they fire.

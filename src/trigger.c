@@ -6,28 +6,29 @@
  *
  * Since 1.2 watch_table() installs AFTER INSERT, AFTER UPDATE and AFTER
  * DELETE row triggers whose WHEN clause is a call of
- * tenant_cache.capture_row(spec, tableoid, values...): it queues the row's
- * globs and returns false, so PostgreSQL neither locks the row (as it does
- * for a BEFORE UPDATE/DELETE trigger) nor keeps an after-trigger event per
- * row (as it does for an AFTER trigger that fires): a watched write costs
- * the function call.  The spec is a text[] constant: the event (INSERT,
- * UPDATE, DELETE), the model, then "roles:column" for each value passed,
- * roles being letters t, c, b (tenant, client, bu), p (named by a
- * placeholder) and f (column filter).  An UPDATE passes the old values, then
- * the new ones.
+ * tenant_cache.capture_row(tableoid, values...): it queues the row's globs
+ * and returns false, so PostgreSQL neither locks the row (as it does for a
+ * BEFORE UPDATE/DELETE trigger) nor keeps an after-trigger event per row
+ * (as it does for an AFTER trigger that fires).  The values are those of
+ * the row's columns that matter (the tenant, client and bu columns, those
+ * named by the model's placeholders, the column filter), each once, in the
+ * order build_layout() puts them; an UPDATE passes the old values, then
+ * the new ones.  The WHEN clause is parsed again for every statement, so
+ * it carries nothing else: the configuration comes from the trigger's
+ * arguments.
  *
  * The trigger function tenant_cache.invalidate_trigger() serves the
  * TRUNCATE statement trigger, and rows of 1.1's triggers (BEFORE UPDATE OR
  * DELETE, AFTER INSERT, no WHEN clause) until ALTER EXTENSION UPDATE
- * replaces them.  Its arguments are the model, the tenant, client and bu
- * column names ('' for none) and the column filter (a name[] literal, ''
- * for none).
+ * replaces them.  Its arguments, on every trigger: the model, the tenant,
+ * client and bu column names ('' for none) and the column filter (a name[]
+ * literal, '' for none).
  *
- * Both build a RowLayout once per trigger (or spec) and relation, forgotten
- * on a relcache invalidation of the relation or when the model's patterns
+ * Both use a RowLayout built once per relation (and trigger), forgotten on
+ * a relcache invalidation of the relation or when the model's patterns
  * change.  Per row the work is: compare old and new images for an UPDATE,
- * one hash lookup when the row's scope and placeholder values repeat, else
- * print them and build the globs.
+ * one lookup when the row's scope and placeholder values repeat, else print
+ * them and build the globs.
  *
  *-------------------------------------------------------------------------
  */
@@ -75,18 +76,14 @@ typedef struct RowColumn
  */
 typedef struct RowLayout
 {
-	/* hash key: trigger OID (0 for a spec), relation, spec hash */
+	/* hash key: trigger OID (0: capture_row's, any trigger), relation */
 	Oid			tgoid;
 	Oid			relid;
-	uint32		spec_hash;
 
 	bool		valid;
 	uint64		deps_gen;		/* dependency cache it was resolved for */
 	const TcModelDeps *deps;	/* the model's entry in it (NULL: none) */
 	MemoryContext cxt;			/* everything below */
-	char	   *spec;			/* capture_row: the spec's bytes, to compare */
-	int			spec_len;
-	char		event;			/* capture_row: 'I', 'U' or 'D' */
 	char	   *model;
 	int			ncols;
 	RowColumn  *cols;
@@ -104,7 +101,6 @@ typedef struct LayoutKey
 {
 	Oid			tgoid;
 	Oid			relid;
-	uint32		spec_hash;
 } LayoutKey;
 
 /*
@@ -173,7 +169,7 @@ tc_trigger_init(void)
  * pointers to them stay valid.
  */
 static RowLayout *
-layout_entry(Oid tgoid, Oid relid, uint32 spec_hash)
+layout_entry(Oid tgoid, Oid relid)
 {
 	LayoutKey	key;
 	RowLayout  *layout;
@@ -182,7 +178,6 @@ layout_entry(Oid tgoid, Oid relid, uint32 spec_hash)
 	memset(&key, 0, sizeof(key));
 	key.tgoid = tgoid;
 	key.relid = relid;
-	key.spec_hash = spec_hash;
 	layout = hash_search(layouts, &key, HASH_ENTER, &found);
 	if (!found)
 	{
@@ -192,87 +187,192 @@ layout_entry(Oid tgoid, Oid relid, uint32 spec_hash)
 	return layout;
 }
 
-/* Start (re)building a layout for n columns, in its own memory context. */
-static MemoryContext
-layout_begin(RowLayout *layout, int ncols)
+/* A column the layout needs, while it is built: its name and roles. */
+typedef struct NeededColumn
 {
+	const char *name;
+	int			first;			/* its first role: ROLE_* */
+	int			roles;			/* bit per ROLE_* */
+} NeededColumn;
+
+#define ROLE_TENANT 0			/* = TC_LEVEL_TENANT, and so on */
+#define ROLE_CLIENT 1
+#define ROLE_BU 2
+#define ROLE_PLACEHOLDER 3
+#define ROLE_FILTER 4
+
+static void
+need_column(NeededColumn *need, int *n, const char *name, int role)
+{
+	for (int i = 0; i < *n; i++)
+		if (strcmp(need[i].name, name) == 0)
+		{
+			need[i].roles |= 1 << role;
+			return;
+		}
+	need[*n].name = name;
+	need[*n].first = role;
+	need[*n].roles = 1 << role;
+	(*n)++;
+}
+
+/* The order of capture_row()'s values: by first role, then by name. */
+static int
+needed_column_cmp(const void *a, const void *b)
+{
+	const NeededColumn *x = a;
+	const NeededColumn *y = b;
+
+	if (x->first != y->first)
+		return x->first - y->first;
+	return strcmp(x->name, y->name);
+}
+
+/* The column's number, or 0 when the table has no such column. */
+static AttrNumber
+find_column(Relation rel, const char *colname)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), colname) == 0)
+			return att->attnum;
+	}
+	return InvalidAttrNumber;
+}
+
+static void
+report_missing_column(Relation rel, const char *model, const NeededColumn *col)
+{
+	if (col->roles == 1 << ROLE_PLACEHOLDER)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of watched table \"%s\" does not exist",
+						col->name, RelationGetRelationName(rel)),
+				 errdetail("A pattern of model \"%s\" names it in a placeholder \"{%s}\".",
+						   model, col->name),
+				 errhint("Change the model's patterns with tenant_cache.unregister_dependency() and tenant_cache.register_dependency(), or add the column.")));
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_COLUMN),
+			 errmsg("column \"%s\" of watched table \"%s\" does not exist",
+					col->name, RelationGetRelationName(rel)),
+			 errdetail("tenant_cache.watch_table() named this column; it was dropped or renamed since."),
+			 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
+}
+
+/* Add a column: its position, storage and output function. */
+static void
+add_column(RowLayout *layout, Relation rel, const NeededColumn *need)
+{
+	RowColumn  *col = &layout->cols[layout->ncols];
+	AttrNumber	attnum = find_column(rel, need->name);
+	Oid			typid;
+	Oid			typoutput;
+	bool		varlena;
+
+	if (attnum == InvalidAttrNumber)
+		report_missing_column(rel, layout->model, need);
+	typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	col->attnum = attnum;
+	getTypeOutputInfo(typid, &typoutput, &varlena);
+	get_typlenbyval(typid, &col->typlen, &col->typbyval);
+	fmgr_info_cxt(typoutput, &col->output, layout->cxt);
+	for (int role = 0; role < TC_NLEVELS; role++)
+		if (need->roles & (1 << role))
+			layout->scope[role] = layout->ncols;
+	if (need->roles & (1 << ROLE_FILTER))
+		layout->filter[layout->nfilter++] = layout->ncols;
+	layout->ncols++;
+}
+
+/* The trigger's column filter argument: a name[] literal, or '' for none. */
+static void
+filter_names(Trigger *trigger, Datum **elems, bool **nulls, int *n)
+{
+	const char *arg = trigger->tgnargs > TC_TRIGGER_MIN_NARGS ? trigger->tgargs[4] : "";
+
+	*n = 0;
+	if (arg[0] == '\0')
+		return;
+	deconstruct_array(DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN, (char *) arg,
+															  NAMEOID, -1)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, elems, nulls, n);
+}
+
+/*
+ * Build the layout of a relation for one of tenant_cache's triggers on it
+ * (they all have the same arguments) and the model's patterns: the columns
+ * that matter, each once, ordered by first role (tenant, client, bu,
+ * placeholder, filter) and then by name, as install_row_triggers() passes
+ * them to capture_row().
+ */
+static void
+build_layout(RowLayout *layout, Trigger *trigger, Relation rel, uint64 gen)
+{
+	const TcModelDeps *deps;
+	Datum	   *elems = NULL;
+	bool	   *nulls = NULL;
+	int			nfilter;
+	int			nplaceholders;
+	NeededColumn *need;
+	int			nneed = 0;
+	MemoryContext old;
+
+	if (trigger->tgnargs < TC_TRIGGER_MIN_NARGS ||
+		trigger->tgnargs > TC_TRIGGER_MAX_NARGS)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("trigger \"%s\" on \"%s\" has %d arguments, expected %d or %d",
+						trigger->tgname, RelationGetRelationName(rel),
+						trigger->tgnargs, TC_TRIGGER_MIN_NARGS, TC_TRIGGER_MAX_NARGS),
+				 errhint("Create tenant_cache triggers with tenant_cache.watch_table().")));
+	deps = tc_lookup_model(trigger->tgargs[0]);
+	nplaceholders = deps ? deps->columns.n : 0;
+	filter_names(trigger, &elems, &nulls, &nfilter);
+
 	layout->valid = false;
 	if (layout->cxt == NULL)
 		layout->cxt = AllocSetContextCreate(trigger_cxt, "tenant_cache row layout",
 											ALLOCSET_SMALL_SIZES);
 	else
 		MemoryContextReset(layout->cxt);
-	layout->spec = NULL;
-	layout->spec_len = 0;
+	old = MemoryContextSwitchTo(layout->cxt);
+	layout->model = pstrdup(trigger->tgargs[0]);
+
+	need = palloc(sizeof(NeededColumn) * (TC_NLEVELS + nplaceholders + nfilter));
+	for (int level = 0; level < TC_NLEVELS; level++)
+		if (trigger->tgargs[level + 1][0] != '\0')
+			need_column(need, &nneed, trigger->tgargs[level + 1], level);
+	for (int i = 0; i < nplaceholders; i++)
+		need_column(need, &nneed, deps->columns.names[i], ROLE_PLACEHOLDER);
+	for (int i = 0; i < nfilter; i++)
+		if (!nulls[i])
+			need_column(need, &nneed, NameStr(*DatumGetName(elems[i])), ROLE_FILTER);
+	qsort(need, nneed, sizeof(NeededColumn), needed_column_cmp);
+
 	layout->ncols = 0;
-	layout->cols = MemoryContextAllocZero(layout->cxt,
-										  sizeof(RowColumn) * Max(ncols, 1));
+	layout->cols = palloc0(sizeof(RowColumn) * Max(nneed, 1));
 	for (int level = 0; level < TC_NLEVELS; level++)
 		layout->scope[level] = -1;
-	layout->nplaceholders = 0;
-	layout->placeholder = NULL;
 	layout->nfilter = 0;
-	layout->filter = MemoryContextAllocZero(layout->cxt, sizeof(int) * Max(ncols, 1));
-	return MemoryContextSwitchTo(layout->cxt);
-}
+	layout->filter = palloc(sizeof(int) * Max(nneed, 1));
+	for (int i = 0; i < nneed; i++)
+		add_column(layout, rel, &need[i]);
 
-/* Append a column of type typid; returns its index. */
-static int
-layout_add_column(RowLayout *layout, AttrNumber attnum, Oid typid)
-{
-	RowColumn  *col = &layout->cols[layout->ncols];
-	Oid			typoutput;
-	bool		varlena;
+	/* The model's placeholder columns, in its order. */
+	layout->nplaceholders = nplaceholders;
+	layout->placeholder = palloc(sizeof(int) * Max(nplaceholders, 1));
+	for (int i = 0; i < nplaceholders; i++)
+		for (int c = 0; c < layout->ncols; c++)
+			if (layout->cols[c].attnum == find_column(rel, deps->columns.names[i]))
+				layout->placeholder[i] = c;
 
-	col->attnum = attnum;
-	getTypeOutputInfo(typid, &typoutput, &varlena);
-	get_typlenbyval(typid, &col->typlen, &col->typbyval);
-	fmgr_info_cxt(typoutput, &col->output, layout->cxt);
-	return layout->ncols++;
-}
-
-/*
- * Map the model's placeholder columns to layout columns: find(names[i])
- * returns the index or -1, and a missing one is an error.
- */
-static void
-layout_placeholders(RowLayout *layout, const TcModelDeps *deps,
-					const char *relname, const char *const *colnames)
-{
-	int			n = deps ? deps->columns.n : 0;
-
-	layout->nplaceholders = n;
-	layout->placeholder = palloc(sizeof(int) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-	{
-		const char *name = deps->columns.names[i];
-		int			found = -1;
-
-		for (int c = 0; c < layout->ncols && found < 0; c++)
-			if (colnames[c] != NULL && strcmp(colnames[c], name) == 0)
-				found = c;
-		if (found < 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("watched table \"%s\" does not provide column \"%s\"",
-							relname, name),
-					 errdetail("A pattern of model \"%s\" names it in a placeholder \"{%s}\".",
-							   layout->model, name),
-					 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again, or change the model's patterns.")));
-		layout->placeholder[i] = found;
-	}
-}
-
-static void
-layout_end(RowLayout *layout, const TcModelDeps *deps, uint64 gen,
-		   MemoryContext old)
-{
-	layout->fast = TC_NLEVELS + layout->nplaceholders <= FAST_MAX_KEYS;
-	for (int level = 0; level < TC_NLEVELS; level++)
-		if (layout->scope[level] >= 0 && !layout->cols[layout->scope[level]].typbyval)
-			layout->fast = false;
-	for (int i = 0; i < layout->nplaceholders; i++)
-		if (!layout->cols[layout->placeholder[i]].typbyval)
+	layout->fast = TC_NLEVELS + nplaceholders <= FAST_MAX_KEYS;
+	for (int c = 0; c < layout->ncols; c++)
+		if (!layout->cols[c].typbyval && !(need[c].roles == 1 << ROLE_FILTER))
 			layout->fast = false;
 	MemoryContextSwitchTo(old);
 	layout->deps = deps;
@@ -497,6 +597,7 @@ is_invalidate_trigger(Oid fn)
  * PostgreSQL turns NEW.tableoid and OLD.tableoid into a Var of the outer or
  * inner tuple with the system column's number; in a planned query such a
  * Var always names a column of a subplan's output (a positive number).
+ * The table must carry tenant_cache's trigger (checked by capture_layout).
  */
 static void
 check_called_as_when(FunctionCallInfo fcinfo)
@@ -505,9 +606,9 @@ check_called_as_when(FunctionCallInfo fcinfo)
 	Var		   *var = NULL;
 
 	if (expr != NULL && IsA(expr, FuncExpr) &&
-		list_length(((FuncExpr *) expr)->args) >= 2)
+		list_length(((FuncExpr *) expr)->args) >= 1)
 	{
-		Node	   *arg = lsecond(((FuncExpr *) expr)->args);
+		Node	   *arg = linitial(((FuncExpr *) expr)->args);
 
 		if (IsA(arg, Var))
 			var = (Var *) arg;
@@ -519,151 +620,98 @@ check_called_as_when(FunctionCallInfo fcinfo)
 				 errmsg("tenant_cache.capture_row() must be called from the WHEN clause of a trigger installed by tenant_cache.watch_table()")));
 }
 
-/* The relation must carry tenant_cache's trigger for the spec's model. */
+/* Build the relation's layout from its tenant_cache trigger with a WHEN clause. */
 static void
-check_watched_as(Oid relid, const char *model)
+build_capture_layout(RowLayout *layout, Oid relid, uint64 gen)
 {
-	Relation	rel = RelationIdGetRelation(relid);
-	bool		ok = false;
+	Relation	rel = RelationIdGetRelation(relid);	/* locked by the write */
+	Trigger    *trigger = NULL;
 
 	if (!RelationIsValid(rel))
 		elog(ERROR, "could not open relation with OID %u", relid);
-	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers && !ok; i++)
+	for (int i = 0; rel->trigdesc && i < rel->trigdesc->numtriggers && !trigger; i++)
 	{
 		Trigger    *t = &rel->trigdesc->triggers[i];
 
-		ok = t->tgqual != NULL && t->tgnargs >= 1 &&
-			strcmp(t->tgargs[0], model) == 0 && is_invalidate_trigger(t->tgfoid);
+		if (t->tgqual != NULL && is_invalidate_trigger(t->tgfoid))
+			trigger = t;
 	}
+	if (trigger == NULL)
+	{
+		RelationClose(rel);
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("tenant_cache.capture_row() was called on \"%s\", which is not watched",
+						get_rel_name(relid))));
+	}
+	build_layout(layout, trigger, rel, gen);
 	RelationClose(rel);
+}
+
+/*
+ * The WHEN clause must pass the layout's columns (old, then new for an
+ * UPDATE): it does unless the model's patterns changed behind
+ * register_dependency()'s back.  Checked once per statement.
+ */
+static void
+check_arguments(FunctionCallInfo fcinfo, const RowLayout *layout, Oid relid)
+{
+	List	   *args = ((FuncExpr *) fcinfo->flinfo->fn_expr)->args;
+	int			nvalues = list_length(args) - 1;
+	bool		ok = nvalues == layout->ncols || nvalues == 2 * layout->ncols;
+
+	for (int i = 0; ok && i < nvalues; i++)
+	{
+		Node	   *arg = list_nth(args, 1 + i);
+
+		ok = IsA(arg, Var) &&
+			((Var *) arg)->varattno == layout->cols[i % layout->ncols].attnum;
+	}
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("tenant_cache.capture_row() was called for model \"%s\" on \"%s\", which is not watched for it",
-						model, get_rel_name(relid))));
+				 errmsg("the triggers of watched table \"%s\" do not pass the columns it needs",
+						get_rel_name(relid)),
+				 errdetail("The patterns of model \"%s\" were changed without tenant_cache.register_dependency() or tenant_cache.unregister_dependency(), which recreate them.",
+						   layout->model),
+				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again.")));
 }
+
+/* What a WHEN clause (one per statement and table) remembers in fn_extra. */
+typedef struct CaptureCall
+{
+	RowLayout  *layout;
+	Oid			relid;
+	uint64		deps_gen;
+} CaptureCall;
 
 /*
- * The WHEN clause names columns by number: a column renamed since
- * watch_table() is reported, as the trigger function does, rather than
- * left under a name the configuration no longer matches.
- */
-static void
-check_column_name(FunctionCallInfo fcinfo, int argno, Oid relid,
-				  const char *colname)
-{
-	FuncExpr   *expr = (FuncExpr *) fcinfo->flinfo->fn_expr;
-	Node	   *arg = list_nth(expr->args, argno);
-	char	   *current;
-
-	if (!IsA(arg, Var) || ((Var *) arg)->varattno <= 0)
-		return;
-	current = get_attname(relid, ((Var *) arg)->varattno, true);
-	if (current == NULL || strcmp(current, colname) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of watched table \"%s\" does not exist",
-						colname, get_rel_name(relid)),
-				 errdetail("tenant_cache.watch_table() named this column; it was dropped or renamed since."),
-				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
-}
-
-/* Parse the spec and resolve the argument types: build the layout. */
-static void
-build_capture_layout(RowLayout *layout, FunctionCallInfo fcinfo,
-					 ArrayType *spec, Oid relid, uint64 gen)
-{
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
-	int			ncols;
-	char	   *event;
-	const char **colnames;
-	MemoryContext old;
-
-	deconstruct_array(spec, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (nulls[i])
-			elog(ERROR, "tenant_cache.capture_row(): NULL in spec");
-	ncols = n - 2;
-	event = n >= 2 ? TextDatumGetCString(elems[0]) : "";
-	if (ncols < 0 || ncols > TC_MAX_ROW_COLUMNS ||
-		(strcmp(event, "INSERT") != 0 && strcmp(event, "UPDATE") != 0 &&
-		 strcmp(event, "DELETE") != 0) ||
-		PG_NARGS() != 2 + ncols * (event[0] == 'U' ? 2 : 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("tenant_cache.capture_row() was called with a spec that does not match its arguments"),
-				 errhint("Create tenant_cache triggers with tenant_cache.watch_table().")));
-
-	old = layout_begin(layout, ncols);
-	layout->event = event[0];
-	layout->model = TextDatumGetCString(elems[1]);
-	check_watched_as(relid, layout->model);
-	layout->deps = tc_lookup_model(layout->model);
-	layout->spec = palloc(VARSIZE(spec));
-	layout->spec_len = VARSIZE(spec);
-	memcpy(layout->spec, spec, VARSIZE(spec));
-	colnames = palloc(sizeof(char *) * Max(ncols, 1));
-	for (int c = 0; c < ncols; c++)
-	{
-		char	   *roles = TextDatumGetCString(elems[c + 2]);
-		char	   *colon = strchr(roles, ':');
-		Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 2 + c);
-
-		if (colon == NULL || !OidIsValid(typid))
-			elog(ERROR, "tenant_cache.capture_row(): bad column \"%s\" in spec", roles);
-		*colon = '\0';
-		check_column_name(fcinfo, 2 + c, relid, colon + 1);
-		colnames[c] = strchr(roles, 'p') ? colon + 1 : NULL;
-		layout_add_column(layout, InvalidAttrNumber, typid);
-		if (strchr(roles, 't'))
-			layout->scope[TC_LEVEL_TENANT] = c;
-		if (strchr(roles, 'c'))
-			layout->scope[TC_LEVEL_CLIENT] = c;
-		if (strchr(roles, 'b'))
-			layout->scope[TC_LEVEL_BU] = c;
-		if (strchr(roles, 'f'))
-			layout->filter[layout->nfilter++] = c;
-	}
-	layout_placeholders(layout, layout->deps, get_rel_name(relid), colnames);
-	layout_end(layout, layout->deps, gen, old);
-}
-
-/*
- * The layout for this call: kept in fn_extra for the rest of the statement
- * (the WHEN clause is prepared once per statement and result relation),
- * else looked up by spec and table.
+ * The layout for this call.  The WHEN clause is prepared once per
+ * statement and table: its checks are done once, then fn_extra keeps the
+ * layout while it stays valid.
  */
 static RowLayout *
 capture_layout(FunctionCallInfo fcinfo, Oid relid, uint64 gen)
 {
-	static RowLayout *last = NULL;
-	RowLayout  *layout = fcinfo->flinfo->fn_extra;
-	ArrayType  *spec;
-	uint32		hash;
+	CaptureCall *call = fcinfo->flinfo->fn_extra;
+	RowLayout  *layout;
 
-	if (layout != NULL && layout->valid && layout->deps_gen == gen &&
-		layout->relid == relid)
-		return layout;
-	if (layout == NULL)
-		check_called_as_when(fcinfo);
-	spec = PG_GETARG_ARRAYTYPE_P(0);
-	if (last != NULL && last->valid && last->deps_gen == gen &&
-		last->relid == relid && last->spec_len == VARSIZE(spec) &&
-		memcmp(last->spec, spec, VARSIZE(spec)) == 0)
-		layout = last;
-	else
+	if (call != NULL && call->layout->valid && call->deps_gen == gen &&
+		call->relid == relid)
+		return call->layout;
+	if (call == NULL)
 	{
-		hash = hash_bytes((unsigned char *) spec, VARSIZE(spec));
-		layout = layout_entry(InvalidOid, relid, hash);
-		if (!layout->valid || layout->deps_gen != gen ||
-			layout->spec_len != VARSIZE(spec) ||
-			memcmp(layout->spec, spec, VARSIZE(spec)) != 0)
-			build_capture_layout(layout, fcinfo, spec, relid, gen);
+		check_called_as_when(fcinfo);
+		call = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(CaptureCall));
+		fcinfo->flinfo->fn_extra = call;
 	}
-	fcinfo->flinfo->fn_extra = layout;
-	last = layout;
+	layout = layout_entry(InvalidOid, relid);
+	if (!layout->valid || layout->deps_gen != gen)
+		build_capture_layout(layout, relid, gen);
+	check_arguments(fcinfo, layout, relid);
+	call->layout = layout;
+	call->relid = relid;
+	call->deps_gen = gen;
 	return layout;
 }
 
@@ -676,20 +724,22 @@ tc_capture_row(PG_FUNCTION_ARGS)
 	Datum		values[2 * TC_MAX_ROW_COLUMNS];
 	bool		nulls[2 * TC_MAX_ROW_COLUMNS];
 	RowValues	old = {values, nulls};
+	int			nvalues = PG_NARGS() - 1;
 	MemoryContext caller;
 
-	if (PG_NARGS() < 2 || PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_NARGS() < 1 || PG_ARGISNULL(0) || nvalues > 2 * TC_MAX_ROW_COLUMNS)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("tenant_cache.capture_row() must be called from the WHEN clause of a trigger installed by tenant_cache.watch_table()")));
+
 	/*
 	 * An UPDATE that moves a row to another partition also evaluates the
 	 * partitioned table's WHEN clause, with no table OID: the partitions'
 	 * AFTER DELETE and AFTER INSERT triggers capture the row.
 	 */
-	if (!OidIsValid(PG_GETARG_OID(1)))
+	if (!OidIsValid(PG_GETARG_OID(0)))
 		PG_RETURN_BOOL(false);
-	layout = capture_layout(fcinfo, PG_GETARG_OID(1), gen);
+	layout = capture_layout(fcinfo, PG_GETARG_OID(0), gen);
 	if (layout->deps == NULL)
 		PG_RETURN_BOOL(false);	/* the model has no patterns */
 
@@ -704,13 +754,12 @@ tc_capture_row(PG_FUNCTION_ARGS)
 	MemoryContextReset(row_cxt);
 	caller = MemoryContextSwitchTo(row_cxt);
 
-	/* After spec and tableoid: the values in cols order (old, then new). */
-	for (int c = 0; c < PG_NARGS() - 2; c++)
+	for (int c = 0; c < nvalues; c++)
 	{
-		values[c] = fcinfo->args[2 + c].value;
-		nulls[c] = fcinfo->args[2 + c].isnull;
+		values[c] = fcinfo->args[1 + c].value;
+		nulls[c] = fcinfo->args[1 + c].isnull;
 	}
-	if (layout->event == 'U')
+	if (nvalues > layout->ncols)	/* UPDATE: old values, then new ones */
 	{
 		RowValues	new = {values + layout->ncols, nulls + layout->ncols};
 
@@ -727,100 +776,6 @@ tc_capture_row(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* The column's number, or 0 when the table has no such column. */
-static AttrNumber
-find_column(Relation rel, const char *colname)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), colname) == 0)
-			return att->attnum;
-	}
-	return InvalidAttrNumber;
-}
-
-/* Add a column named by the trigger's arguments; it must exist. */
-static int
-add_named_column(RowLayout *layout, Relation rel, const char *colname)
-{
-	AttrNumber	attnum = find_column(rel, colname);
-
-	if (attnum == InvalidAttrNumber)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of watched table \"%s\" does not exist",
-						colname, RelationGetRelationName(rel)),
-				 errdetail("tenant_cache.watch_table() named this column; it was dropped or renamed since."),
-				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
-	return layout_add_column(layout, attnum,
-							 TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid);
-}
-
-/* The column filter argument: a name[] literal, or '' for none. */
-static void
-add_filter(RowLayout *layout, Relation rel, Datum *elems, bool *nulls, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-			layout->filter[layout->nfilter++] =
-				add_named_column(layout, rel, NameStr(*DatumGetName(elems[i])));
-}
-
-static void
-build_trigger_layout(RowLayout *layout, Trigger *trigger, Relation rel,
-					 const TcModelDeps *deps, uint64 gen)
-{
-	const char *filter_arg;
-	Datum	   *elems = NULL;
-	bool	   *nulls = NULL;
-	int			nfilter = 0;
-	int			nplaceholders = deps ? deps->columns.n : 0;
-	const char **colnames;
-	MemoryContext old;
-
-	if (trigger->tgnargs < TC_TRIGGER_MIN_NARGS ||
-		trigger->tgnargs > TC_TRIGGER_MAX_NARGS)
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("trigger \"%s\" on \"%s\" has %d arguments, expected %d or %d",
-						trigger->tgname, RelationGetRelationName(rel),
-						trigger->tgnargs, TC_TRIGGER_MIN_NARGS, TC_TRIGGER_MAX_NARGS),
-				 errhint("Create tenant_cache triggers with tenant_cache.watch_table().")));
-	filter_arg = trigger->tgnargs > TC_TRIGGER_MIN_NARGS ? trigger->tgargs[4] : "";
-	if (filter_arg[0] != '\0')
-		deconstruct_array(DatumGetArrayTypeP(OidInputFunctionCall(F_ARRAY_IN,
-																  (char *) filter_arg,
-																  NAMEOID, -1)),
-						  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
-						  &elems, &nulls, &nfilter);
-
-	old = layout_begin(layout, TC_NLEVELS + nplaceholders + nfilter);
-	layout->model = pstrdup(trigger->tgargs[0]);
-	for (int level = 0; level < TC_NLEVELS; level++)
-		if (trigger->tgargs[level + 1][0] != '\0')
-			layout->scope[level] = add_named_column(layout, rel, trigger->tgargs[level + 1]);
-	/* Placeholder columns: one layout column each, named for the mapping. */
-	colnames = palloc0(sizeof(char *) * (TC_NLEVELS + nplaceholders + nfilter));
-	for (int i = 0; i < nplaceholders; i++)
-	{
-		const char *name = deps->columns.names[i];
-		AttrNumber	attnum = find_column(rel, name);
-
-		if (attnum == InvalidAttrNumber)
-			continue;			/* layout_placeholders() reports it */
-		colnames[layout->ncols] = name;
-		layout_add_column(layout, attnum,
-						  TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid);
-	}
-	layout_placeholders(layout, deps, RelationGetRelationName(rel), colnames);
-	add_filter(layout, rel, elems, nulls, nfilter);
-	layout_end(layout, deps, gen, old);
-}
-
 /*
  * The trigger's layout, for the current dependencies.  Rows of one
  * statement fire the same trigger one after the other: the last one used
@@ -836,11 +791,9 @@ trigger_layout(Trigger *trigger, Relation rel)
 	if (last != NULL && last->valid && last->deps_gen == gen &&
 		last->tgoid == trigger->tgoid && last->relid == RelationGetRelid(rel))
 		return last;
-	layout = layout_entry(trigger->tgoid, RelationGetRelid(rel), 0);
+	layout = layout_entry(trigger->tgoid, RelationGetRelid(rel));
 	if (!layout->valid || layout->deps_gen != gen)
-		build_trigger_layout(layout, trigger, rel,
-							 trigger->tgnargs > 0 ? tc_lookup_model(trigger->tgargs[0]) : NULL,
-							 gen);
+		build_layout(layout, trigger, rel, gen);
 	last = layout;
 	return layout;
 }
