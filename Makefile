@@ -4,7 +4,7 @@ MODULE_big = tenant_cache
 OBJS = src/tenant_cache.o src/glob.o src/globmatch.o src/globset.o \
 	src/depcache.o src/queue.o src/absorb.o src/trigger.o src/sqlfuncs.o \
 	src/redis.o src/apply.o src/worker.o src/stats.o src/toolbox.o \
-	src/publish.o
+	src/publish.o src/twins.o
 DATA = sql/tenant_cache--1.0.sql sql/tenant_cache--1.1.sql \
 	sql/tenant_cache--1.0--1.1.sql sql/tenant_cache--1.2.sql \
 	sql/tenant_cache--1.1--1.2.sql

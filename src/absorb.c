@@ -210,6 +210,8 @@ read_pass(AbsorbPass *pass)
 
 	tc_take_inbox_blocks(&written);
 	pass->snapshot = RegisterSnapshot(GetLatestSnapshot());
+	/* Commits that rode on rows this pass may read are visible (twins.c). */
+	tc_twins_new_epoch();
 	if (TimestampDifferenceExceeds(last_full_pass, now,
 								   tc_poll_interval_ms * TC_FULL_PASS_POLLS))
 	{

@@ -362,24 +362,48 @@ queue_table_owner(Oid relid)
 	return owner;
 }
 
-static Datum
-globs_as_array(int *count)
+/*
+ * The committing transaction's globs, and their hashes (for the twin
+ * table), kept until its COMMIT or ABORT in TopTransactionContext.
+ */
+static int	commit_nglobs = 0;
+static char **commit_globs = NULL;
+static uint32 *commit_hashes = NULL;
+
+static void
+collect_globs(void)
 {
-	Datum	   *elems;
 	int			n = 0;
 	ListCell   *lc;
 
-	elems = palloc(sizeof(Datum) * Max(globs->members, 1));
+	commit_globs = MemoryContextAlloc(TopTransactionContext,
+									  sizeof(char *) * Max(globs->members, 1));
+	commit_hashes = MemoryContextAlloc(TopTransactionContext,
+									   sizeof(uint32) * Max(globs->members, 1));
 	foreach(lc, frames)
 	{
 		ListCell   *lc2;
 
 		foreach(lc2, ((QueueFrame *) lfirst(lc))->globs)
-			elems[n++] = CStringGetTextDatum((char *) lfirst(lc2));
+		{
+			commit_globs[n] = (char *) lfirst(lc2);
+			commit_hashes[n] = hash_bytes((const unsigned char *) commit_globs[n],
+										  strlen(commit_globs[n]));
+			n++;
+		}
 	}
-	*count = n;
-	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
-										   TYPALIGN_INT));
+	commit_nglobs = n;
+}
+
+static Datum
+globs_as_array(void)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(commit_nglobs, 1));
+
+	for (int i = 0; i < commit_nglobs; i++)
+		elems[i] = CStringGetTextDatum(commit_globs[i]);
+	return PointerGetDatum(construct_array(elems, commit_nglobs, TEXTOID, -1,
+										   false, TYPALIGN_INT));
 }
 
 /*
@@ -491,24 +515,37 @@ inbox_relid(void)
 	return cached_inbox;
 }
 
+/* A commit whose globs all wait in unread inbox rows writes none (twins.c). */
+static bool riding = false;
+static TcTwinTicket twin_ticket = {-1, 0};
+
 /*
  * Write the transaction's globs to the durable queue, as part of the
- * transaction: nothing for a rollback, nothing lost after a commit.
+ * transaction: nothing for a rollback, nothing lost after a commit.  A
+ * commit (not a PREPARE: its COMMIT PREPARED happens elsewhere) whose
+ * globs all wait in committed inbox rows the worker has not read rides on
+ * them instead.
  */
 static void
-flush_to_queue(void)
+flush_to_queue(bool may_ride)
 {
 	Oid			inbox = inbox_relid();
-	int			count;
-	Datum		arg;
 
-	arg = globs_as_array(&count);
-	if (count == 0)
+	collect_globs();
+	if (commit_nglobs == 0)
 		return;
+	if (may_ride && OidIsValid(inbox) &&
+		tc_twins_ride(commit_nglobs, commit_globs, commit_hashes, &twin_ticket))
+	{
+		riding = true;
+		if (tc_debug_pause_after_ride_ms > 0)
+			pg_usleep(tc_debug_pause_after_ride_ms * 1000L);
+		return;
+	}
 	if (OidIsValid(inbox))
-		append_to_inbox(inbox, arg);
+		append_to_inbox(inbox, globs_as_array());
 	else
-		insert_into_pending(tc_catalog_relid(TC_QUEUE_TABLE, false), arg);
+		insert_into_pending(tc_catalog_relid(TC_QUEUE_TABLE, false), globs_as_array());
 	wake_at_commit = true;
 }
 
@@ -520,16 +557,29 @@ queue_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
 			if (xact_cxt != NULL)
-				flush_to_queue();
+				flush_to_queue(event == XACT_EVENT_PRE_COMMIT);
 			reset_xact_state();
 			flushed = true;
 			break;
 		case XACT_EVENT_COMMIT:
 			if (wake_at_commit)
+			{
+				/* The row is visible: commits may ride on it from now. */
+				tc_twins_register(commit_nglobs, commit_globs, commit_hashes,
+								  &twin_ticket);
 				tc_wake_worker(inbox_block);	/* 1.0: Invalid, read all */
+			}
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
+			if (riding)
+				tc_twins_ride_end(&twin_ticket);
+			riding = false;
+			twin_ticket.slot = -1;
+			twin_ticket.epoch = 0;
+			commit_nglobs = 0;
+			commit_globs = NULL;
+			commit_hashes = NULL;
 			wake_at_commit = false;
 			inbox_block = InvalidBlockNumber;
 			flushed = false;

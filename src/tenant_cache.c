@@ -50,6 +50,7 @@ int			tc_scan_count = 1000;
 int			tc_max_retry_interval_ms = 30000;
 int			tc_repeat_after_ms = 0;
 int			tc_debug_pause_before_commit_ms = 0;
+int			tc_debug_pause_after_ride_ms = 0;
 bool		tc_merge_scans = true;
 char	   *tc_publish_channel = NULL;
 
@@ -90,6 +91,7 @@ tc_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(shared_size()));
+	RequestAddinShmemSpace(MAXALIGN(tc_twins_shmem_size()));
 }
 
 static void
@@ -116,6 +118,7 @@ tc_shmem_startup(void)
 			slot->inbox.min = InvalidBlockNumber;
 		}
 	}
+	tc_twins_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -206,6 +209,7 @@ tc_worker_attach(int index)
 	my_slot->worker_dboid = MyDatabaseId;
 	SpinLockRelease(&tc_shared->mutex);
 	before_shmem_exit(tc_worker_detach, (Datum) 0);
+	tc_twins_attach(index);
 }
 
 /*
@@ -517,6 +521,12 @@ define_settings(void)
 							gettext_noop("Testing only: the worker waits this long between applying a batch and committing it."),
 							NULL, &tc_debug_pause_before_commit_ms, 0, 0, 600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("tenant_cache.debug_pause_after_ride_ms",
+							gettext_noop("Testing only: a commit that rides on an unread inbox row waits this long before it completes."),
+							NULL, &tc_debug_pause_after_ride_ms, 0, 0, 600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS | GUC_NOT_IN_SAMPLE | GUC_NO_SHOW_ALL,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("tenant_cache");

@@ -57,6 +57,7 @@ extern int	tc_scan_count;
 extern int	tc_max_retry_interval_ms;
 extern int	tc_repeat_after_ms;
 extern int	tc_debug_pause_before_commit_ms;
+extern int	tc_debug_pause_after_ride_ms;
 extern bool tc_merge_scans;
 extern char *tc_publish_channel;
 
@@ -74,6 +75,23 @@ typedef struct TcInboxBlocks
 extern void tc_wake_worker(BlockNumber inbox_block);
 extern void tc_take_inbox_blocks(TcInboxBlocks *out);
 extern void tc_worker_attach(int index);
+
+/* Globs waiting in committed, unread inbox rows (twins.c) */
+typedef struct TcTwinTicket
+{
+	int			slot;			/* -1: no worker for this database */
+	uint64		epoch;			/* 0: nothing to register */
+} TcTwinTicket;
+
+extern Size tc_twins_shmem_size(void);
+extern void tc_twins_shmem_init(void);
+extern bool tc_twins_ride(int n, char *const *globs, const uint32 *hashes,
+						  TcTwinTicket *ticket);
+extern void tc_twins_ride_end(const TcTwinTicket *ticket);
+extern void tc_twins_register(int n, char *const *globs, const uint32 *hashes,
+							  const TcTwinTicket *ticket);
+extern void tc_twins_attach(int index);
+extern void tc_twins_new_epoch(void);
 
 /* Dependency scopes, ordered: each level fixes the ones before it. */
 typedef enum TcScope
