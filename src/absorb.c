@@ -96,6 +96,7 @@ typedef struct AbsorbPass
 	ItemPointerData *tids;		/* of the rows read */
 	int			nrows;
 	int			cap;
+	int64		rides;			/* commits that rode on rows (twins.c) */
 } AbsorbPass;
 
 /* Did the last pass stop at its row limit, leaving rows to read? */
@@ -211,7 +212,7 @@ read_pass(AbsorbPass *pass)
 	tc_take_inbox_blocks(&written);
 	pass->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	/* Commits that rode on rows this pass may read are visible (twins.c). */
-	tc_twins_new_epoch();
+	pass->rides = tc_twins_new_epoch();
 	if (TimestampDifferenceExceeds(last_full_pass, now,
 								   tc_poll_interval_ms * TC_FULL_PASS_POLLS))
 	{
@@ -318,7 +319,8 @@ fresh_globs(globmap_hash *map, TcInboxGlob **out)
  * One pass, inside the caller's transaction and SPI connection: the rows
  * read are deleted, and their globs that have no twin waiting in the queue
  * are returned in *fresh (*nfresh of them), for the caller to apply or add
- * to the queue before it commits.  Returns the number of inbox rows read.
+ * to the queue before it commits.  Returns the number of inbox rows read and of
+ * the commits that rode on them (the commits the pass stands for).
  */
 int
 tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh)
@@ -337,6 +339,7 @@ tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh)
 	pass.cap = 64;
 	pass.tids = palloc(sizeof(ItemPointerData) * pass.cap);
 	pass.nrows = 0;
+	pass.rides = 0;
 	read_pass(&pass);
 	UnregisterSnapshot(pass.snapshot);
 	if (pass.nrows > 0)
@@ -346,5 +349,5 @@ tc_absorb_inbox(TcInboxGlob **fresh, int *nfresh)
 	}
 	ExecDropSingleTupleTableSlot(pass.slot);
 	table_close(pass.rel, NoLock);
-	return pass.nrows;
+	return pass.nrows + (int) Min(pass.rides, PG_INT32_MAX / 2);
 }

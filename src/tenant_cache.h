@@ -91,7 +91,7 @@ extern void tc_twins_ride_end(const TcTwinTicket *ticket);
 extern void tc_twins_register(int n, char *const *globs, const uint32 *hashes,
 							  const TcTwinTicket *ticket);
 extern void tc_twins_attach(int index);
-extern void tc_twins_new_epoch(void);
+extern int64 tc_twins_new_epoch(void);
 
 /* Dependency scopes, ordered: each level fixes the ones before it. */
 typedef enum TcScope

@@ -52,6 +52,7 @@ typedef struct TcTwin
 {
 	uint64		epoch;			/* valid while equal to the slot's */
 	uint32		hash;
+	uint32		rides;			/* commits that rode on it, for statistics */
 	char		glob[TC_TWIN_GLOB_MAX + 1];
 } TcTwin;
 
@@ -60,12 +61,16 @@ typedef struct TcTwinSlot
 	slock_t		lock;
 	Oid			dboid;			/* database whose worker runs, or Invalid */
 	uint64		epoch;
+	uint64		waited;			/* last epoch whose riders the worker
+								 * waited for */
 	int			riders[2];		/* riders of epoch e: riders[e % 2] */
 	TcTwin		twins[TC_TWINS];
 } TcTwinSlot;
 
 static TcTwinSlot *twin_slots = NULL;
 static int	my_index = -1;		/* the worker's slot */
+
+static void wait_riders(TcTwinSlot *slot, uint64 epoch);
 
 Size
 tc_twins_shmem_size(void)
@@ -86,6 +91,7 @@ tc_twins_shmem_init(void)
 		SpinLockInit(&twin_slots[i].lock);
 		twin_slots[i].dboid = InvalidOid;
 		twin_slots[i].epoch = 1;
+		twin_slots[i].waited = 0;
 		twin_slots[i].riders[0] = twin_slots[i].riders[1] = 0;
 		memset(twin_slots[i].twins, 0, sizeof(twin_slots[i].twins));
 	}
@@ -103,7 +109,23 @@ my_database_slot(void)
 	return -1;
 }
 
-/* Under the lock: the glob's entry in the current epoch, or NULL. */
+/*
+ * Under the lock: an entry is free unless it is of the current epoch, or
+ * of the previous one with rides the worker has not counted yet.
+ */
+static bool
+twin_free(const TcTwinSlot *slot, const TcTwin *t)
+{
+	return t->epoch != slot->epoch &&
+		(t->rides == 0 || t->epoch + 1 < slot->epoch);
+}
+
+/*
+ * Under the lock: the glob's entry in the current epoch, or NULL; with
+ * insert, a new entry in the first free place when there is none.  A free
+ * place ends the search (a place freed behind a later entry can hide it:
+ * the glob is then not ridden on, or registered twice, both harmless).
+ */
 static TcTwin *
 find_twin(TcTwinSlot *slot, const char *glob, uint32 hash, bool insert)
 {
@@ -111,17 +133,21 @@ find_twin(TcTwinSlot *slot, const char *glob, uint32 hash, bool insert)
 	{
 		TcTwin	   *t = &slot->twins[(hash + probe) & (TC_TWINS - 1)];
 
-		if (t->epoch != slot->epoch)
+		if (t->epoch == slot->epoch)
 		{
-			if (!insert)
-				return NULL;
-			t->epoch = slot->epoch;
-			t->hash = hash;
-			strcpy(t->glob, glob);
-			return t;
+			if (t->hash == hash && strcmp(t->glob, glob) == 0)
+				return t;
+			continue;
 		}
-		if (t->hash == hash && strcmp(t->glob, glob) == 0)
-			return t;
+		if (!twin_free(slot, t))
+			continue;
+		if (!insert)
+			return NULL;
+		t->epoch = slot->epoch;
+		t->hash = hash;
+		t->rides = 0;
+		strcpy(t->glob, glob);
+		return t;
 	}
 	return NULL;
 }
@@ -138,6 +164,7 @@ tc_twins_ride(int n, char *const *globs, const uint32 *hashes, TcTwinTicket *tic
 {
 	int			index = my_database_slot();
 	TcTwinSlot *slot;
+	TcTwin	   *found[TC_TWIN_RIDE_MAX];
 	bool		ride = n > 0 && n <= TC_TWIN_RIDE_MAX;
 
 	ticket->slot = index;
@@ -151,9 +178,13 @@ tc_twins_ride(int n, char *const *globs, const uint32 *hashes, TcTwinTicket *tic
 		ticket->epoch = slot->epoch;
 		for (int i = 0; i < n && ride; i++)
 			ride = strlen(globs[i]) <= TC_TWIN_GLOB_MAX &&
-				find_twin(slot, globs[i], hashes[i], false) != NULL;
+				(found[i] = find_twin(slot, globs[i], hashes[i], false)) != NULL;
 		if (ride)
+		{
 			slot->riders[slot->epoch % 2]++;
+			for (int i = 0; i < n; i++)
+				found[i]->rides++;
+		}
 	}
 	else
 		ride = false;
@@ -210,6 +241,7 @@ void
 tc_twins_attach(int index)
 {
 	TcTwinSlot *slot;
+	bool		pending_wait;
 
 	if (twin_slots == NULL)
 		return;
@@ -217,35 +249,68 @@ tc_twins_attach(int index)
 	slot = &twin_slots[index];
 	SpinLockAcquire(&slot->lock);
 	slot->dboid = MyDatabaseId;
+	pending_wait = slot->waited + 1 < slot->epoch;
 	SpinLockRelease(&slot->lock);
 	before_shmem_exit(twins_detach, (Datum) 0);
+
+	/*
+	 * A worker that ended after starting an epoch and before its riders
+	 * ended: wait for them now, before a new epoch shares their counter.
+	 */
+	if (pending_wait)
+		wait_riders(slot, slot->epoch - 1);
 }
 
 /*
- * The worker, after taking a pass's snapshot and before applying anything:
- * start a new epoch, then wait until the old one has no riders (they are
- * between PRE_COMMIT and the end of their commit: a WAL flush at most,
- * unless synchronous replication holds them).
+ * Count the commits that rode in the epoch that just ended as queued, as
+ * the inbox rows the worker reads are (a rider's glob is in one of them);
+ * a counted entry is free again.
  */
-void
-tc_twins_new_epoch(void)
+static int64
+count_rides(TcTwinSlot *slot, uint64 old)
 {
-	TcTwinSlot *slot;
-	uint64		old;
+	int64		total = 0;
+
+	for (int i = 0; i < TC_TWINS; i++)
+	{
+		TcTwin	   *t = &slot->twins[i];
+		char		glob[TC_TWIN_GLOB_MAX + 1];
+		uint32		rides = 0;
+
+		if (t->epoch != old || t->rides == 0)
+			continue;			/* racy pre-check, confirmed below */
+		SpinLockAcquire(&slot->lock);
+		if (t->epoch == old)
+		{
+			rides = t->rides;
+			strcpy(glob, t->glob);
+			t->rides = 0;
+		}
+		SpinLockRelease(&slot->lock);
+		if (rides > 0)
+			tc_stats_queued_n(glob, rides);
+		total += rides;
+	}
+	return total;
+}
+
+/*
+ * The worker: wait until the riders of an epoch that ended have ended too
+ * (they are between PRE_COMMIT and the end of their commit: a WAL flush at
+ * most, unless synchronous replication holds them).  Their number can only
+ * go down.
+ */
+static void
+wait_riders(TcTwinSlot *slot, uint64 epoch)
+{
 	bool		woken = false;
 
-	if (twin_slots == NULL || my_index < 0)
-		return;
-	slot = &twin_slots[my_index];
-	SpinLockAcquire(&slot->lock);
-	old = slot->epoch++;
-	SpinLockRelease(&slot->lock);
 	for (;;)
 	{
 		int			riders;
 
 		SpinLockAcquire(&slot->lock);
-		riders = slot->riders[old % 2];
+		riders = slot->riders[epoch % 2];
 		SpinLockRelease(&slot->lock);
 		if (riders <= 0)
 			break;
@@ -259,4 +324,28 @@ tc_twins_new_epoch(void)
 	}
 	if (woken)
 		SetLatch(MyLatch);		/* for the main loop: commits came meanwhile */
+	SpinLockAcquire(&slot->lock);
+	slot->waited = epoch;
+	SpinLockRelease(&slot->lock);
+}
+
+/*
+ * The worker, after taking a pass's snapshot and before applying anything:
+ * start a new epoch, and wait for the riders of the one that ended.
+ * Returns their number of globs (rides), counted as queued.
+ */
+int64
+tc_twins_new_epoch(void)
+{
+	TcTwinSlot *slot;
+	uint64		old;
+
+	if (twin_slots == NULL || my_index < 0)
+		return 0;
+	slot = &twin_slots[my_index];
+	SpinLockAcquire(&slot->lock);
+	old = slot->epoch++;
+	SpinLockRelease(&slot->lock);
+	wait_riders(slot, old);
+	return count_rides(slot, old);
 }

@@ -13,7 +13,9 @@
 #    the old row would), and commit; the key must be gone after the commit.
 #    A rider whose glob was applied before its commit would leave it.
 #  - A rider held between its decision and its commit (a testing setting)
-#    makes the worker wait: a key set while it is held is gone after it.
+#    makes the worker wait: a key set while it is held is gone after it;
+#    also when the worker is terminated while it waits (its successor
+#    waits).
 #  - A stream under synchronous_commit = on (riders wait for the WAL flush
 #    between their decision and the end of their commit, and the worker
 #    waits for them) keeps that guarantee.
@@ -158,6 +160,38 @@ TenantCacheTest::set_setting($node, 'tenant_cache.debug_pause_before_commit_ms',
 	}
 	is($rode, 3, "held riders: 3 commits rode ($attempts attempts)");
 	is($gone, $rode, 'held riders: the key set while each was held is gone after its commit');
+}
+
+# The same with the worker terminated while it waits for the held rider:
+# the worker started in its place waits for it too before applying.
+{
+	my $key = 'tenant:1:client:1:bu:1:dash:restarted';
+	my ($out, $err) = ('', '');
+	my $old_pid = worker_pid($node);
+	my $start = time();
+	my $psql = IPC::Run::start(
+		[
+			'psql', '-X', '-q', '-h', $node->host, '-p', $node->port,
+			'-d', 'postgres',
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 2',
+			'-c', 'SELECT pg_sleep(0.05)',
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 1',
+			'-c', 'SET tenant_cache.debug_pause_after_ride_ms = 4000',
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 101'
+		],
+		'>', \$out, '2>', \$err);
+	usleep(700_000);
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($old_pid)");
+	ok(defined wait_until(sub {
+		my $pid = worker_pid($node);
+		$pid ne '' && $pid ne $old_pid;
+	}, 10), 'restarted: a new worker runs while the rider is held');
+	usleep(500_000);
+	$redis->cmd('SET', $key, 'stale');
+	$psql->finish;
+	cmp_ok(time() - $start, '>=', 4, 'restarted: the commit rode and was held');
+	ok(defined wait_until(sub { !$redis->exists($key) }, 10),
+		'restarted: the key set while it was held is gone after its commit');
 }
 TenantCacheTest::set_setting($node, 'tenant_cache.debug_pause_before_commit_ms', '0');
 
