@@ -13,6 +13,7 @@
  */
 #include "postgres.h"
 
+#include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
@@ -77,6 +78,7 @@ static TcWorkerSlot *my_slot = NULL;	/* the worker's own */
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 
 static Size
 shared_size(void)
@@ -234,6 +236,24 @@ tc_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	if (IsA(parsetree, TransactionStmt) &&
 		((TransactionStmt *) parsetree)->kind == TRANS_STMT_COMMIT_PREPARED)
 		tc_wake_worker(InvalidBlockNumber);	/* its inbox block is not known here */
+}
+
+/*
+ * INSERT, UPDATE, DELETE: give the result relations the WHEN clauses of
+ * tenant_cache's row triggers already parsed (see tc_prepare_when_clauses).
+ */
+static void
+tc_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+	if ((eflags & EXEC_FLAG_EXPLAIN_ONLY) == 0 &&
+		(queryDesc->operation == CMD_INSERT ||
+		 queryDesc->operation == CMD_UPDATE ||
+		 queryDesc->operation == CMD_DELETE))
+		tc_prepare_when_clauses(queryDesc->estate, queryDesc->operation);
 }
 
 static bool
@@ -544,6 +564,8 @@ _PG_init(void)
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = tc_ProcessUtility;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = tc_ExecutorStart;
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

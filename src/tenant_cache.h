@@ -206,6 +206,8 @@ extern bool tc_absorb_has_more(void);
 
 /* Trigger (trigger.c) */
 extern void tc_trigger_init(void);
+struct EState;
+extern void tc_prepare_when_clauses(struct EState *estate, int operation);
 
 /* Worker (worker.c) */
 extern void tc_register_worker(void);

@@ -36,12 +36,19 @@
 
 #include "access/htup_details.h"
 #include "access/sysattr.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
 #include "nodes/primnodes.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/prs2lock.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -131,6 +138,18 @@ typedef struct RowValues
 static HTAB *layouts = NULL;
 static MemoryContext trigger_cxt = NULL;
 
+/* The parsed WHEN clause of one of tenant_cache's row triggers. */
+typedef struct WhenClause
+{
+	Oid			tgoid;			/* hash key */
+	Oid			relid;
+	bool		valid;
+	List	   *qual;			/* implicit AND, OLD/NEW as INNER/OUTER_VAR */
+	MemoryContext cxt;
+} WhenClause;
+
+static HTAB *when_clauses = NULL;
+
 static void
 trigger_relcache_callback(Datum arg, Oid relid)
 {
@@ -144,6 +163,15 @@ trigger_relcache_callback(Datum arg, Oid relid)
 	{
 		if (relid == InvalidOid || layout->relid == relid)
 			layout->valid = false;
+	}
+	if (when_clauses != NULL)
+	{
+		WhenClause *when;
+
+		hash_seq_init(&status, when_clauses);
+		while ((when = hash_seq_search(&status)) != NULL)
+			if (relid == InvalidOid || when->relid == relid)
+				when->valid = false;
 	}
 }
 
@@ -160,6 +188,10 @@ tc_trigger_init(void)
 	ctl.hcxt = trigger_cxt;
 	layouts = hash_create("tenant_cache row layouts", 32, &ctl,
 						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.keysize = sizeof(Oid);
+	ctl.entrysize = sizeof(WhenClause);
+	when_clauses = hash_create("tenant_cache WHEN clauses", 32, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(trigger_relcache_callback, (Datum) 0);
 }
 
@@ -769,6 +801,109 @@ tc_capture_row(PG_FUNCTION_ARGS)
 		queue_row(layout, &old);
 	MemoryContextSwitchTo(caller);
 	PG_RETURN_BOOL(false);		/* the trigger itself never fires */
+}
+
+/* ---------------------------------------------------------------------
+ * WHEN clauses parsed once per backend
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * PostgreSQL parses a trigger's WHEN clause (pg_trigger.tgqual, a node
+ * string) again for every statement, the first time the statement tests
+ * it: for a single-row UPDATE that costs more than the row's capture.  The
+ * clause of tenant_cache's triggers is parsed once per backend instead,
+ * exactly as TriggerEnabled() would (OLD and NEW turned into INNER_VAR and
+ * OUTER_VAR, implicit AND form), and kept until a relcache invalidation of
+ * its table (any ALTER or CREATE/DROP TRIGGER).
+ */
+static List *
+parsed_when_clause(Trigger *trigger, Oid relid)
+{
+	WhenClause *when;
+	bool		found;
+	MemoryContext old;
+	Node	   *qual;
+
+	when = hash_search(when_clauses, &trigger->tgoid, HASH_ENTER, &found);
+	if (!found)
+	{
+		when->valid = false;
+		when->cxt = NULL;
+	}
+	if (when->valid && when->relid == relid)
+		return when->qual;
+	if (when->cxt == NULL)
+		when->cxt = AllocSetContextCreate(trigger_cxt, "tenant_cache WHEN clause",
+										  ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(when->cxt);
+	old = MemoryContextSwitchTo(when->cxt);
+	qual = stringToNode(trigger->tgqual);
+	ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
+	ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
+	when->qual = make_ands_implicit((Expr *) qual);
+	MemoryContextSwitchTo(old);
+	when->relid = relid;
+	when->valid = true;
+	return when->qual;
+}
+
+/* Is the trigger one of tenant_cache's row triggers for this operation? */
+static bool
+is_capture_trigger(Trigger *trigger, int operation)
+{
+	static Oid	known = InvalidOid;
+	int16		event = operation == CMD_INSERT ? TRIGGER_TYPE_INSERT :
+		operation == CMD_UPDATE ? TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_DELETE;
+
+	if (trigger->tgqual == NULL ||
+		strncmp(trigger->tgname, "zz_tenant_cache_", 16) != 0 ||
+		!TRIGGER_TYPE_MATCHES(trigger->tgtype, TRIGGER_TYPE_ROW,
+							  TRIGGER_TYPE_AFTER, event))
+		return false;
+	if (trigger->tgfoid != known)
+	{
+		if (!is_invalidate_trigger(trigger->tgfoid))
+			return false;
+		known = trigger->tgfoid;
+	}
+	return true;
+}
+
+/*
+ * ExecutorStart of an INSERT, UPDATE or DELETE: prepare the WHEN clauses of
+ * tenant_cache's row triggers on its result relations from the parsed copy,
+ * where PostgreSQL would parse them.  Result relations opened later (rows
+ * routed to partitions) take PostgreSQL's way.
+ */
+void
+tc_prepare_when_clauses(EState *estate, int operation)
+{
+	if (estate->es_result_relations == NULL)
+		return;
+	for (Index i = 0; i < estate->es_range_table_size; i++)
+	{
+		ResultRelInfo *rri = estate->es_result_relations[i];
+		TriggerDesc *trigdesc = rri ? rri->ri_TrigDesc : NULL;
+
+		if (trigdesc == NULL || rri->ri_TrigWhenExprs == NULL)
+			continue;
+		for (int j = 0; j < trigdesc->numtriggers; j++)
+		{
+			Trigger    *trigger = &trigdesc->triggers[j];
+			MemoryContext old;
+			List	   *qual;
+
+			if (rri->ri_TrigWhenExprs[j] != NULL ||
+				!is_capture_trigger(trigger, operation))
+				continue;
+			qual = parsed_when_clause(trigger, RelationGetRelid(rri->ri_RelationDesc));
+			old = MemoryContextSwitchTo(estate->es_query_cxt);
+			rri->ri_TrigWhenExprs[j] = ExecPrepareQual(copyObject(qual), estate);
+			MemoryContextSwitchTo(old);
+		}
+	}
 }
 
 /* ---------------------------------------------------------------------
