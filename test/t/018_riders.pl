@@ -131,25 +131,35 @@ ok($rows < $txns / 4,
 # another tenant (held 300 ms before its commit) while the row is written
 # and the rider commits, so that the row is still unread then.
 TenantCacheTest::set_setting($node, 'tenant_cache.debug_pause_before_commit_ms', '300');
+
+# In the background: a commit of tenant 2 (the worker's batch for it is
+# held), then one of tenant 1 (its row unread), then one of tenant 1 again,
+# which rides and is held $pause_ms.  Returns the harness.
+sub held_rider
+{
+	my ($pause_ms) = @_;
+	my ($out, $err) = ('', '');
+	return IPC::Run::start(
+		[
+			'psql', '-X', '-q', '-h', $node->host, '-p', $node->port,
+			'-d', 'postgres',
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 2',
+			'-c', 'SELECT pg_sleep(0.05)',
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 1',
+			'-c', "SET tenant_cache.debug_pause_after_ride_ms = $pause_ms",
+			'-c', 'UPDATE items SET v = v + 1 WHERE id = 101'
+		],
+		'>', \$out, '2>', \$err);
+}
+
 {
 	my ($rode, $gone, $attempts) = (0, 0, 0);
 	while ($rode < 3 && $attempts < 10)
 	{
 		$attempts++;
 		my $key = "tenant:1:client:1:bu:1:dash:held$attempts";
-		my ($out, $err) = ('', '');
 		my $start = time();
-		my $psql = IPC::Run::start(
-			[
-				'psql', '-X', '-q', '-h', $node->host, '-p', $node->port,
-				'-d', 'postgres',
-				'-c', 'UPDATE items SET v = v + 1 WHERE id = 2',
-				'-c', 'SELECT pg_sleep(0.05)',
-				'-c', 'UPDATE items SET v = v + 1 WHERE id = 1',
-				'-c', 'SET tenant_cache.debug_pause_after_ride_ms = 600',
-				'-c', 'UPDATE items SET v = v + 1 WHERE id = 101'
-			],
-			'>', \$out, '2>', \$err);
+		my $psql = held_rider(600);
 		usleep(500_000);
 		$redis->cmd('SET', $key, 'stale');
 		$psql->finish;
@@ -166,20 +176,9 @@ TenantCacheTest::set_setting($node, 'tenant_cache.debug_pause_before_commit_ms',
 # the worker started in its place waits for it too before applying.
 {
 	my $key = 'tenant:1:client:1:bu:1:dash:restarted';
-	my ($out, $err) = ('', '');
 	my $old_pid = worker_pid($node);
 	my $start = time();
-	my $psql = IPC::Run::start(
-		[
-			'psql', '-X', '-q', '-h', $node->host, '-p', $node->port,
-			'-d', 'postgres',
-			'-c', 'UPDATE items SET v = v + 1 WHERE id = 2',
-			'-c', 'SELECT pg_sleep(0.05)',
-			'-c', 'UPDATE items SET v = v + 1 WHERE id = 1',
-			'-c', 'SET tenant_cache.debug_pause_after_ride_ms = 4000',
-			'-c', 'UPDATE items SET v = v + 1 WHERE id = 101'
-		],
-		'>', \$out, '2>', \$err);
+	my $psql = held_rider(4000);
 	usleep(700_000);
 	$node->safe_psql('postgres', "SELECT pg_terminate_backend($old_pid)");
 	ok(defined wait_until(sub {
