@@ -39,19 +39,26 @@ SELECT tenant_cache.invalidate_pattern('{user_id}$', '1');
 :q
 
 -- watch_table refuses a table lacking a column the model's placeholders
--- name (or having it only as a generated column); nothing is created.
+-- name; nothing is created.
 CREATE TABLE prefs_no_user (id int PRIMARY KEY, tenant_id int, theme text);
 SELECT tenant_cache.watch_table('prefs_no_user', 'Prefs');
 SELECT count(*) FROM pg_trigger WHERE tgrelid = 'prefs_no_user'::regclass;
-SELECT tenant_cache.register_dependency('Generated', ARRAY['code:{code}']);
-SELECT tenant_cache.watch_table('prefs', 'Generated');
+
+-- A generated column serves like any other (the row triggers run after
+-- it is computed): as a placeholder, a scope column, a filter column.
+SELECT tenant_cache.register_dependency('Generated', ARRAY['code:{code}$']);
+SELECT tenant_cache.watch_table('prefs', 'Generated', 'code', columns => ARRAY['code']::name[]);
+INSERT INTO prefs (id, tenant_id) VALUES (900, 1);
+UPDATE prefs SET id = 901 WHERE id = 900;
+UPDATE prefs SET theme = 'x' WHERE id = 901;
+:q
+SELECT tenant_cache.unwatch_table('prefs');
+DELETE FROM prefs;
 SELECT tenant_cache.unregister_dependency('Generated');
 
--- Column filter: unknown, generated, NULL or empty lists are refused.
+-- Column filter: unknown, NULL or empty lists are refused.
 SELECT tenant_cache.watch_table('prefs', 'Prefs', 'tenant_id', 'client_id', 'bu_id',
                                 columns => ARRAY['theme', 'nope']::name[]);
-SELECT tenant_cache.watch_table('prefs', 'Prefs', 'tenant_id', 'client_id', 'bu_id',
-                                columns => ARRAY['code']::name[]);
 SELECT tenant_cache.watch_table('prefs', 'Prefs', 'tenant_id', 'client_id', 'bu_id',
                                 columns => ARRAY[NULL]::name[]);
 SELECT tenant_cache.watch_table('prefs', 'Prefs', 'tenant_id', 'client_id', 'bu_id',

@@ -188,20 +188,19 @@ BEGIN
     END IF;
     PERFORM tenant_cache.check_pattern(p) FROM unnest(patterns) AS p;
     -- A placeholder must name a column of every table watched for the model.
-    SELECT p, c, w.table_name, a.attgenerated <> '' AS generated INTO bad
+    SELECT p, c, w.table_name INTO bad
     FROM unnest(patterns) AS p
     CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(p)) AS c
     JOIN tenant_cache.watched_tables w ON w.model = register_dependency.model
     LEFT JOIN pg_attribute a ON a.attrelid = w.table_name AND a.attname = c
                             AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE a.attnum IS NULL OR a.attgenerated <> ''
+    WHERE a.attnum IS NULL
     ORDER BY p, c, w.table_name::text LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'pattern "%" names column "%", which table "%" watched for model "%" %',
-            bad.p, bad.c, bad.table_name, register_dependency.model,
-            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+        RAISE EXCEPTION 'pattern "%" names column "%", which table "%" watched for model "%" lacks',
+            bad.p, bad.c, bad.table_name, register_dependency.model
             USING ERRCODE = 'undefined_column',
-                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row.',
                   HINT = 'Name a column every watched table of the model has, or escape a literal brace as "\{".';
     END IF;
 
@@ -300,28 +299,20 @@ BEGIN
             RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, tbl
                 USING ERRCODE = 'undefined_column';
         END IF;
-        IF EXISTS (SELECT 1 FROM pg_attribute a
-                   WHERE a.attrelid = tbl AND a.attname = col AND a.attgenerated <> '') THEN
-            RAISE EXCEPTION 'column "%" of relation "%" is a generated column', col, tbl
-                USING ERRCODE = 'feature_not_supported',
-                      DETAIL = 'Row triggers that run before the update cannot see the new value of a generated column.',
-                      HINT = 'Watch the columns it is generated from, or store the value in an ordinary column.';
-        END IF;
     END LOOP;
     -- Every column the model's placeholders name must be there.
-    SELECT d.pattern, c, a.attgenerated <> '' AS generated INTO bad
+    SELECT d.pattern, c INTO bad
     FROM tenant_cache.dependency d
     CROSS JOIN LATERAL unnest(tenant_cache.pattern_columns(d.pattern)) AS c
     LEFT JOIN pg_attribute a ON a.attrelid = tbl AND a.attname = c
                             AND a.attnum > 0 AND NOT a.attisdropped
-    WHERE d.model = watch_table.model AND (a.attnum IS NULL OR a.attgenerated <> '')
+    WHERE d.model = watch_table.model AND a.attnum IS NULL
     ORDER BY 1, 2 LIMIT 1;
     IF FOUND THEN
-        RAISE EXCEPTION 'pattern "%" of model "%" names column "%", which table "%" %',
-            bad.pattern, watch_table.model, bad.c, tbl,
-            CASE WHEN bad.generated THEN 'has only as a generated column' ELSE 'lacks' END
+        RAISE EXCEPTION 'pattern "%" of model "%" names column "%", which table "%" lacks',
+            bad.pattern, watch_table.model, bad.c, tbl
             USING ERRCODE = 'undefined_column',
-                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row; generated columns cannot be used.',
+                  DETAIL = 'A placeholder "{column}" is replaced by that column''s value in the written row.',
                   HINT = 'Watch the table for another model, or change the model''s patterns.';
     END IF;
     IF EXISTS (SELECT 1 FROM pg_trigger t
@@ -431,6 +422,31 @@ REVOKE EXECUTE ON FUNCTION tenant_cache.model_columns(text),
 REVOKE EXECUTE ON FUNCTION tenant_cache.capture_row("any") FROM PUBLIC;
 -- The WHEN clause of the row triggers runs as whoever writes to a watched table.
 GRANT EXECUTE ON FUNCTION tenant_cache.capture_row("any") TO PUBLIC;
+
+-- Roles that may register dependencies or watch tables (an application's
+-- migration role, say) may run what those functions now call.
+DO $grants$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT a.grantee::pg_catalog.regrole AS role
+        FROM pg_catalog.pg_proc p
+        CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) AS a
+        WHERE p.oid OPERATOR(pg_catalog.=) ANY (ARRAY[
+                'tenant_cache.register_dependency(text, text[], text)'::pg_catalog.regprocedure,
+                'tenant_cache.unregister_dependency(text, text[])'::pg_catalog.regprocedure,
+                'tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[])'::pg_catalog.regprocedure])
+          AND a.privilege_type OPERATOR(pg_catalog.=) 'EXECUTE'
+          AND a.grantee OPERATOR(pg_catalog.<>) 0
+          AND a.grantee OPERATOR(pg_catalog.<>) p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION tenant_cache.model_columns(text), '
+            'tenant_cache.install_row_triggers(regclass, text, name, name, name, name[], "char"), '
+            'tenant_cache.reinstall_row_triggers(text) TO %s', r.role);
+    END LOOP;
+END
+$grants$;
 
 -- Replace the row triggers of every watched table (1.1: BEFORE UPDATE OR
 -- DELETE and AFTER INSERT, without WHEN clause), keeping how they fire.

@@ -32,8 +32,23 @@ ALTER EXTENSION tenant_cache UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'tenant_cache';
 SELECT tenant_cache.unregister_dependency('order', ARRAY['report:{year}']);
 
+-- A role that may register dependencies (a migration's) ...
+CREATE ROLE regress_tc_migrator;
+GRANT EXECUTE ON FUNCTION tenant_cache.register_dependency(text, text[], text) TO regress_tc_migrator;
+
 ALTER EXTENSION tenant_cache UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'tenant_cache';
+
+-- ... may run what register_dependency calls from 1.2 on.
+SELECT f, has_function_privilege('regress_tc_migrator', f, 'EXECUTE') AS granted
+FROM unnest(ARRAY['tenant_cache.model_columns(text)',
+                  'tenant_cache.install_row_triggers(regclass, text, name, name, name, name[], "char")',
+                  'tenant_cache.reinstall_row_triggers(text)']) AS f;
+REVOKE EXECUTE ON FUNCTION tenant_cache.register_dependency(text, text[], text),
+    tenant_cache.model_columns(text),
+    tenant_cache.install_row_triggers(regclass, text, name, name, name, name[], "char"),
+    tenant_cache.reinstall_row_triggers(text) FROM regress_tc_migrator;
+DROP ROLE regress_tc_migrator;
 
 -- Configuration and queue survived; writes still queue.
 SELECT model, pattern, scope FROM tenant_cache.dependencies ORDER BY 1, 2;

@@ -17,5 +17,8 @@ GRANT EXECUTE ON FUNCTION
     tenant_cache.trigger_arguments(bytea),
     tenant_cache.watch_table(regclass, text, name, name, name, boolean, name[]),
     tenant_cache.unwatch_table(regclass),
-    tenant_cache.invalidate_trigger()
+    tenant_cache.invalidate_trigger(),
+    tenant_cache.model_columns(text),
+    tenant_cache.install_row_triggers(regclass, text, name, name, name, name[], "char"),
+    tenant_cache.reinstall_row_triggers(text)
   TO myapp;
