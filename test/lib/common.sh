@@ -53,10 +53,15 @@ build_and_install() {
     make -C "$dir" -s install PG_CONFIG=$PG_BIN/pg_config
 }
 
-# A free TCP port on 127.0.0.1, from a range no package uses by default.
+# A free TCP port on 127.0.0.1, from a range no package uses by default and
+# below the kernel's ephemeral ports (net.ipv4.ip_local_port_range, 32768 and
+# up by default): a port some client connection holds as its local port
+# refuses connections, so it looks free, yet cannot be bound.
 free_port() {
-    local port
-    for port in $(shuf -i 20000-40000 -n 50); do
+    local port low
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    [ "$low" -gt 21000 ] 2>/dev/null || low=32768
+    for port in $(shuf -i 20000-$((low - 1)) -n 50); do
         if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
             echo "$port"
             return 0
