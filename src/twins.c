@@ -16,9 +16,11 @@
  * - A commit whose globs are all registered in the current epoch rides: at
  *   PRE_COMMIT it counts itself in riders[epoch] and writes no row; at
  *   COMMIT or ABORT it counts itself out.
- * - Each worker pass takes its snapshot, then starts a new epoch (which
- *   empties the table) and waits until the old epoch has no riders, before
- *   it applies anything.
+ * - Each worker pass takes its snapshot, then starts a new epoch (entries
+ *   of the old one no longer count, once their rides are added to the
+ *   statistics) and waits until the old epoch has no riders, before it
+ *   applies anything.  A worker that ends during that wait leaves it to the
+ *   next one, which waits before it starts an epoch of its own.
  *
  * Why a rider's glob is applied after its commit: it was registered in
  * epoch E by a commit that saw E at PRE_COMMIT, so after the snapshot of the
