@@ -248,6 +248,15 @@ build_values_key(StringInfo key, const TcModelDeps *deps,
 		append_key_part(key, colvals ? colvals[i] : NULL);
 }
 
+/* Forget the rows and values seen: they will be expanded again. */
+static void
+forget_seen(void)
+{
+	strset_reset(seen_values);
+	binset_reset(seen_rows);
+	seen_epoch++;				/* tc_queue_seen_epoch(): remembered rows too */
+}
+
 /*
  * What was seen was expanded with the dependency cache and key format of
  * then: forget it when either changed.
@@ -260,9 +269,7 @@ check_seen_generation(void)
 
 	if (seen_values_gen != gen || seen_values_kfgen != kfgen)
 	{
-		strset_reset(seen_values);
-		binset_reset(seen_rows);
-		seen_epoch++;
+		forget_seen();
 		seen_values_gen = gen;
 		seen_values_kfgen = kfgen;
 	}
@@ -544,7 +551,7 @@ flush_to_queue(bool may_ride)
 	}
 	if (OidIsValid(inbox))
 		append_to_inbox(inbox, globs_as_array());
-	else
+	else						/* extension at 1.0 */
 		insert_into_pending(tc_catalog_relid(TC_QUEUE_TABLE, false), globs_as_array());
 	wake_at_commit = true;
 }
@@ -626,9 +633,7 @@ queue_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			strset_delete(globs, (char *) lfirst(lc));
 		frames = list_delete_last(frames);
 		/* Values seen in the aborted savepoint must be expanded again. */
-		strset_reset(seen_values);
-		binset_reset(seen_rows);
-		seen_epoch++;
+		forget_seen();
 	}
 }
 

@@ -66,7 +66,7 @@ PG_FUNCTION_INFO_V1(tc_capture_row);
 
 #define TC_TRIGGER_MIN_NARGS 4	/* 1.0: model, tenant, client, bu columns */
 #define TC_TRIGGER_MAX_NARGS 5	/* 1.1: and the column filter */
-#define TC_MAX_ROW_COLUMNS 48	/* capture_row: 2 + 2 x 48 <= FUNC_MAX_ARGS */
+#define TC_MAX_ROW_COLUMNS 48	/* capture_row: 1 + 2 x 48 <= FUNC_MAX_ARGS */
 
 /* A column whose value a row contributes: where it is and how to print it. */
 typedef struct RowColumn
@@ -78,8 +78,10 @@ typedef struct RowColumn
 } RowColumn;
 
 /*
- * How a trigger (or a capture_row spec) turns a row into globs.  Column
- * indexes point into cols; -1 is a scope level the table does not map.
+ * How a table's rows turn into globs, for one trigger (or for capture_row,
+ * any of its triggers).  Column indexes point into cols; -1 is a scope
+ * level the table does not map.  The row key is the scope levels, then the
+ * placeholders (see key_column).
  */
 typedef struct RowLayout
 {
@@ -100,8 +102,8 @@ typedef struct RowLayout
 	int			nfilter;		/* UPDATEs changing none of these (and none
 								 * of the above) queue nothing; 0: off */
 	int		   *filter;
-	bool		fast;			/* every scope and placeholder column is
-								 * passed by value: see fast_seen() */
+	bool		fast;			/* every key column is passed by value, and
+								 * there are few: see queue_row() */
 } RowLayout;
 
 typedef struct LayoutKey
@@ -394,12 +396,12 @@ build_layout(RowLayout *layout, Trigger *trigger, Relation rel, uint64 gen)
 	for (int i = 0; i < nneed; i++)
 		add_column(layout, rel, &need[i]);
 
-	/* The model's placeholder columns, in its order. */
+	/* The model's placeholder columns, in its order (cols[c] is need[c]). */
 	layout->nplaceholders = nplaceholders;
 	layout->placeholder = palloc(sizeof(int) * Max(nplaceholders, 1));
 	for (int i = 0; i < nplaceholders; i++)
-		for (int c = 0; c < layout->ncols; c++)
-			if (layout->cols[c].attnum == find_column(rel, deps->columns.names[i]))
+		for (int c = 0; c < nneed; c++)
+			if (strcmp(need[c].name, deps->columns.names[i]) == 0)
 				layout->placeholder[i] = c;
 
 	layout->fast = TC_NLEVELS + nplaceholders <= FAST_MAX_KEYS;
@@ -465,19 +467,33 @@ print_value(const RowLayout *layout, const RowValues *row, int c)
 	return OutputFunctionCall((FmgrInfo *) &layout->cols[c].output, row->values[c]);
 }
 
-/* The row's key columns (scope levels, then placeholders) in a slot. */
+/*
+ * The row key's k-th column: the scope levels, then the placeholders (the
+ * columns its globs are built from); -1 for a level the table does not map.
+ */
+static inline int
+key_column(const RowLayout *layout, int k)
+{
+	return k < TC_NLEVELS ? layout->scope[k] : layout->placeholder[k - TC_NLEVELS];
+}
+
+static inline int
+key_columns(const RowLayout *layout)
+{
+	return TC_NLEVELS + layout->nplaceholders;
+}
+
+/* The row's key columns in a slot. */
 static uint32
 fast_key(const RowLayout *layout, const RowValues *row, FastSlot *probe)
 {
 	uint64		h = (uint64) (uintptr_t) layout;
-	int			nkeys = TC_NLEVELS + layout->nplaceholders;
 
 	probe->layout = layout;
 	probe->nulls = 0;
-	for (int k = 0; k < nkeys; k++)
+	for (int k = 0; k < key_columns(layout); k++)
 	{
-		int			c = k < TC_NLEVELS ? layout->scope[k] :
-			layout->placeholder[k - TC_NLEVELS];
+		int			c = key_column(layout, k);
 
 		probe->key[k] = 0;
 		if (c < 0 || row->nulls[c])
@@ -503,32 +519,10 @@ fast_equal(const FastSlot *a, const FastSlot *b, int nkeys)
 }
 
 /*
- * Queue the model's patterns for one row.  A row whose columns have the
+ * Queue the model's patterns for one row.  A row whose key columns have the
  * same binary images as one queued before in this transaction costs a hash
  * lookup (equal images print equally), not the printing of its values.
  */
-static void queue_row_slow(const RowLayout *layout, const RowValues *row);
-
-static void
-queue_row(const RowLayout *layout, const RowValues *row)
-{
-	if (layout->fast)
-	{
-		FastSlot	probe;
-		uint32		slot = fast_key(layout, row, &probe);
-		uint64		epoch = tc_queue_seen_epoch();
-
-		if (epoch != 0 && fast_slots[slot].epoch == epoch &&
-			fast_equal(&fast_slots[slot], &probe, TC_NLEVELS + layout->nplaceholders))
-			return;
-		queue_row_slow(layout, row);
-		probe.epoch = tc_queue_seen_epoch();
-		fast_slots[slot] = probe;
-		return;
-	}
-	queue_row_slow(layout, row);
-}
-
 static void
 queue_row_slow(const RowLayout *layout, const RowValues *row)
 {
@@ -547,10 +541,8 @@ queue_row_slow(const RowLayout *layout, const RowValues *row)
 	}
 	resetStringInfo(key);
 	appendBinaryStringInfo(key, (char *) &deps, sizeof(deps));
-	for (int level = 0; level < TC_NLEVELS; level++)
-		append_image(key, layout, row, layout->scope[level]);
-	for (int i = 0; i < layout->nplaceholders; i++)
-		append_image(key, layout, row, layout->placeholder[i]);
+	for (int k = 0; k < key_columns(layout); k++)
+		append_image(key, layout, row, key_column(layout, k));
 	if (tc_queue_row_seen(key->data, key->len))
 		return;
 
@@ -562,6 +554,31 @@ queue_row_slow(const RowLayout *layout, const RowValues *row)
 		colvals[i] = print_value(layout, row, layout->placeholder[i]);
 	tc_queue_model_values(deps, values, colvals);
 	tc_queue_row_mark(key->data, key->len);
+}
+
+/*
+ * queue_row_slow(), first looking the row up in the table of recent rows
+ * when its key columns are few and passed by value (integer ids): no key
+ * to build, no hash of bytes.
+ */
+static void
+queue_row(const RowLayout *layout, const RowValues *row)
+{
+	if (layout->fast)
+	{
+		FastSlot	probe;
+		uint32		slot = fast_key(layout, row, &probe);
+		uint64		epoch = tc_queue_seen_epoch();
+
+		if (epoch != 0 && fast_slots[slot].epoch == epoch &&
+			fast_equal(&fast_slots[slot], &probe, key_columns(layout)))
+			return;
+		queue_row_slow(layout, row);
+		probe.epoch = tc_queue_seen_epoch();	/* the slow path may start one */
+		fast_slots[slot] = probe;
+		return;
+	}
+	queue_row_slow(layout, row);
 }
 
 /*
@@ -594,10 +611,8 @@ queue_update(const RowLayout *layout, const RowValues *old, const RowValues *new
 	bool		keys_changed = false;
 	bool		filter_changed = layout->nfilter == 0;
 
-	for (int level = 0; level < TC_NLEVELS && !keys_changed; level++)
-		keys_changed = column_changed(layout, old, new, layout->scope[level]);
-	for (int i = 0; i < layout->nplaceholders && !keys_changed; i++)
-		keys_changed = column_changed(layout, old, new, layout->placeholder[i]);
+	for (int k = 0; k < key_columns(layout) && !keys_changed; k++)
+		keys_changed = column_changed(layout, old, new, key_column(layout, k));
 	for (int i = 0; i < layout->nfilter && !filter_changed && !keys_changed; i++)
 		filter_changed = column_changed(layout, old, new, layout->filter[i]);
 	if (!keys_changed && !filter_changed)
@@ -612,14 +627,23 @@ queue_update(const RowLayout *layout, const RowValues *old, const RowValues *new
  * ---------------------------------------------------------------------
  */
 
-/* Is the function tenant_cache.invalidate_trigger() (this library's)? */
+/*
+ * Is the function tenant_cache.invalidate_trigger() (this library's)?  The
+ * last OID found to be is remembered (it changes only with the extension).
+ */
 static bool
 is_invalidate_trigger(Oid fn)
 {
+	static Oid	known = InvalidOid;
 	FmgrInfo	finfo;
 
+	if (fn == known)
+		return true;
 	fmgr_info(fn, &finfo);
-	return finfo.fn_addr == tc_invalidate_trigger;
+	if (finfo.fn_addr != tc_invalidate_trigger)
+		return false;
+	known = fn;
+	return true;
 }
 
 /*
@@ -853,22 +877,14 @@ parsed_when_clause(Trigger *trigger, Oid relid)
 static bool
 is_capture_trigger(Trigger *trigger, int operation)
 {
-	static Oid	known = InvalidOid;
 	int16		event = operation == CMD_INSERT ? TRIGGER_TYPE_INSERT :
 		operation == CMD_UPDATE ? TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_DELETE;
 
-	if (trigger->tgqual == NULL ||
-		strncmp(trigger->tgname, "zz_tenant_cache_", 16) != 0 ||
-		!TRIGGER_TYPE_MATCHES(trigger->tgtype, TRIGGER_TYPE_ROW,
-							  TRIGGER_TYPE_AFTER, event))
-		return false;
-	if (trigger->tgfoid != known)
-	{
-		if (!is_invalidate_trigger(trigger->tgfoid))
-			return false;
-		known = trigger->tgfoid;
-	}
-	return true;
+	return trigger->tgqual != NULL &&
+		strncmp(trigger->tgname, "zz_tenant_cache_", 16) == 0 &&
+		TRIGGER_TYPE_MATCHES(trigger->tgtype, TRIGGER_TYPE_ROW,
+							 TRIGGER_TYPE_AFTER, event) &&
+		is_invalidate_trigger(trigger->tgfoid);
 }
 
 /*
@@ -968,11 +984,11 @@ tc_invalidate_trigger(PG_FUNCTION_ARGS)
 			tc_queue_model_values(tc_lookup_model(trigger->tgargs[0]), every, NULL);
 		return PointerGetDatum(NULL);
 	}
-	layout = trigger_layout(trigdata->tg_trigger, trigdata->tg_relation);
 	if (!TRIGGER_FIRED_FOR_ROW(ev))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("tenant_cache.invalidate_trigger() must be fired for each row, or for TRUNCATE")));
+	layout = trigger_layout(trigdata->tg_trigger, trigdata->tg_relation);
 
 	/* Trigger functions run in a per-row memory context. */
 	if (layout->deps != NULL)
