@@ -530,7 +530,7 @@ scan_match(Unit *unit, const char **globs, size_t *glens, size_t *len)
 		*len = glens[0];
 		return pstrdup(globs[0]);
 	}
-	match = palloc(3 * glens[0] + 8);
+	match = palloc(TC_GLOB_COVER_SIZE(glens[0]));
 	*len = tc_glob_cover(globs, glens, unit->n, match, set_alloc, set_free);
 	return *len > 0 ? match : NULL;
 }

@@ -64,12 +64,17 @@ extern size_t tc_globset_match(const TcGlobSet *set, const char *key,
  */
 extern const char *tc_globset_common_prefix(const TcGlobSet *set, size_t *len);
 
+/* Room for a cover: TC_GLOB_COVER_SIZE(lens[0]) bytes. */
+#define TC_GLOB_COVER_EXTRA 112
+#define TC_GLOB_COVER_SIZE(len0) (3 * (len0) + TC_GLOB_COVER_EXTRA)
+
 /*
  * A glob that matches every key that any of the n patterns matches (and
- * usually more), for SCAN MATCH: their common literal prefix, then the
- * literal runs that every pattern has in the same order, joined and ended
- * by "*", escaped.  Written to out, which must hold 3 * lens[0] + 8 bytes
- * (no NUL added); returns its length, or 0 when it would not narrow
+ * usually more), for SCAN MATCH: their common literal prefix; then, while
+ * every literal prefix goes on, the byte they share or a class of the few
+ * bytes they have; then the literal runs that every pattern has in the
+ * same order, joined and ended by "*"; escaped.  Written to out, which
+ * must hold TC_GLOB_COVER_SIZE(lens[0]) bytes (no NUL added); returns its length, or 0 when it would not narrow
  * anything (no common prefix and no common run: SCAN without MATCH) or
  * when alloc failed.
  */

@@ -522,7 +522,7 @@ define_settings(void)
 	define_int("tenant_cache.poll_interval_ms", gettext_noop("Fallback wake-up interval of the worker."),
 			   &tc_poll_interval_ms, 1000, 10, 3600 * 1000, GUC_UNIT_MS);
 	define_int("tenant_cache.scan_count", gettext_noop("COUNT hint passed to Redis SCAN."),
-			   &tc_scan_count, 1000, 1, 1000000, 0);
+			   &tc_scan_count, 4000, 1, 1000000, 0);
 	define_int("tenant_cache.max_retry_interval_ms", gettext_noop("Cap of the retry backoff while Redis fails."),
 			   &tc_max_retry_interval_ms, 30000, 100, 24 * 3600 * 1000, GUC_UNIT_MS);
 

@@ -11,10 +11,11 @@
  *   drain_client floor PORT
  *       Seconds of one bare "SCAN cursor MATCH x COUNT 1000" iteration over
  *       the keyspace (no key matches): the median of 5 runs.
- *   drain_client drain PORT CONNINFO NGLOBS
+ *   drain_client drain PORT CONNINFO NGLOBS [TENANTS]
  *       One transaction queues invalidate_pattern('dash', T) for tenants
- *       1..NGLOBS (NGLOBS distinct SCAN globs); prints the seconds from its
- *       COMMIT to the queue being empty.
+ *       1..NGLOBS, or for the tenants of the comma-separated list TENANTS
+ *       (NGLOBS of them): NGLOBS distinct SCAN globs; prints the seconds
+ *       from its COMMIT to the queue being empty.
  *   drain_client loadexact PORT NKEYS
  *       FLUSHALL, then NKEYS keys "tenant:T:client:1:bu:1:user:U:prefs",
  *       U = 1..NKEYS, T = U % 100.
@@ -165,17 +166,24 @@ floor_pass(redisContext *c)
 }
 
 static void
-drain(PGconn *pg, long nglobs)
+drain(PGconn *pg, long nglobs, const char *tenants)
 {
-	char		sql[256];
+	char		sql[512];
 	double		t0,
 				waited;
 	PGresult   *res;
 
 	PQclear(pg_exec(pg, "BEGIN", PGRES_COMMAND_OK));
-	snprintf(sql, sizeof(sql),
-			 "SELECT count(tenant_cache.invalidate_pattern('dash', t::text)) "
-			 "FROM generate_series(1, %ld) t", nglobs);
+	if (tenants != NULL && strspn(tenants, "0123456789,") == strlen(tenants))
+		snprintf(sql, sizeof(sql),
+				 "SELECT count(tenant_cache.invalidate_pattern('dash', t::text)) "
+				 "FROM unnest('{%s}'::int[]) t", tenants);
+	else if (tenants != NULL)
+		die("bad tenant list", tenants);
+	else
+		snprintf(sql, sizeof(sql),
+				 "SELECT count(tenant_cache.invalidate_pattern('dash', t::text)) "
+				 "FROM generate_series(1, %ld) t", nglobs);
 	PQclear(pg_exec(pg, sql, PGRES_TUPLES_OK));
 	PQclear(pg_exec(pg, "COMMIT", PGRES_COMMAND_OK));
 	t0 = now();
@@ -248,8 +256,8 @@ main(int argc, char **argv)
 		load(c, atol(argv[3]), 0, 1);
 	else if (strcmp(argv[1], "floor") == 0 && argc == 3)
 		floor_pass(c);
-	else if (strcmp(argv[1], "drain") == 0 && argc == 5)
-		drain(pg_connect(argv[3]), atol(argv[4]));
+	else if (strcmp(argv[1], "drain") == 0 && (argc == 5 || argc == 6))
+		drain(pg_connect(argv[3]), atol(argv[4]), argc == 6 ? argv[5] : NULL);
 	else if (strcmp(argv[1], "latency") == 0 && argc == 5)
 		latency(c, pg_connect(argv[3]), atol(argv[4]));
 	else

@@ -136,7 +136,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (pats.n > 0)
 	{
-		size_t		cap = 3 * pats.len[0] + 8;
+		size_t		cap = TC_GLOB_COVER_SIZE(pats.len[0]);
 		char	   *cover = malloc(cap);
 		size_t		clen;
 

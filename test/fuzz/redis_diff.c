@@ -627,7 +627,7 @@ check_cover(redisContext *c, const bstr_list *patterns,
 		}
 		common = tc_globset_common_prefix(set, &clen);
 		(void) common;
-		match = xmalloc(n ? 3 * lens[0] + 8 : 1);
+		match = xmalloc(n ? TC_GLOB_COVER_SIZE(lens[0]) : 1);
 		mlen = n ? tc_glob_cover(p, lens, n, match, malloc, free) : 0;
 		if (mlen > 0)
 			(*narrowed)++;
