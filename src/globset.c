@@ -606,17 +606,15 @@ size_t
 tc_glob_cover(const char *const *patterns, const size_t *lens, size_t n,
 			  char *out, tc_globset_alloc alloc, tc_globset_free dealloc)
 {
-	size_t		common_len = 0,
+	size_t		common_len,
 				total = 0,
-				olen;
+				olen = 0,
+				npos;
 	char	   *scratch,
 			   *first;
-	char	   *prefix0;
-	char	   *after;
+	char	   *pfxbuf;
 	char	  **pfx;
 	size_t	   *pfxlen;
-	size_t		after_len,
-				npos;
 	Run			common[TC_COVER_MAX_RUNS],
 				other[TC_COVER_MAX_RUNS];
 	int			ncommon;
@@ -627,32 +625,31 @@ tc_glob_cover(const char *const *patterns, const size_t *lens, size_t n,
 	for (size_t k = 0; k < n; k++)
 		total += lens[k];
 	scratch = alloc(2 * total + 1);
-	prefix0 = alloc(lens[0] + 1);
-	after = alloc(TC_GLOB_COVER_SIZE(lens[0]));
+	pfxbuf = alloc(total + 1);
 	pfx = alloc(n * sizeof(char *));
 	pfxlen = alloc(n * sizeof(size_t));
 	dp = alloc(sizeof(unsigned short) * (TC_COVER_MAX_RUNS + 1) * (TC_COVER_MAX_RUNS + 1));
-	if (scratch == NULL || prefix0 == NULL || after == NULL || pfx == NULL ||
-		pfxlen == NULL || dp == NULL)
-	{
-		olen = 0;
+	if (scratch == NULL || pfxbuf == NULL || pfx == NULL || pfxlen == NULL || dp == NULL)
 		goto done;
-	}
-	/* the literal prefixes, unescaped (in scratch), and their common one */
-	common_len = tc_glob_literal_prefix(patterns[0], lens[0], prefix0);
-	first = scratch;
+	/* the literal prefixes, unescaped, and their common one */
+	first = pfxbuf;
 	for (size_t k = 0; k < n; k++)
 	{
-		size_t		m = 0;
-
 		pfx[k] = first;
 		pfxlen[k] = tc_glob_literal_prefix(patterns[k], lens[k], pfx[k]);
 		first += pfxlen[k];
-		while (m < pfxlen[k] && m < common_len && pfx[k][m] == prefix0[m])
+	}
+	common_len = pfxlen[0];
+	for (size_t k = 1; k < n; k++)
+	{
+		size_t		m = 0;
+
+		while (m < pfxlen[k] && m < common_len && pfx[k][m] == pfx[0][m])
 			m++;
 		common_len = m;
 	}
-	after_len = cover_positions(pfx, pfxlen, n, common_len, after, &npos);
+	olen = tc_glob_escape(out, pfx[0], common_len);
+	olen += cover_positions(pfx, pfxlen, n, common_len, out + olen, &npos);
 	first = scratch;
 	ncommon = all_runs(patterns[0], lens[0], common_len + npos, &first, common);
 	for (size_t k = 1; k < n && ncommon > 0; k++)
@@ -666,9 +663,6 @@ tc_glob_cover(const char *const *patterns, const size_t *lens, size_t n,
 		olen = 0;
 	else
 	{
-		olen = tc_glob_escape(out, prefix0, common_len);
-		memcpy(out + olen, after, after_len);
-		olen += after_len;
 		for (int i = 0; i < ncommon; i++)
 		{
 			out[olen++] = '*';
@@ -679,7 +673,7 @@ tc_glob_cover(const char *const *patterns, const size_t *lens, size_t n,
 done:
 	if (dealloc)
 	{
-		void	   *temps[] = {scratch, prefix0, after, pfx, pfxlen, dp};
+		void	   *temps[] = {scratch, pfxbuf, pfx, pfxlen, dp};
 
 		for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++)
 			if (temps[i] != NULL)

@@ -74,9 +74,9 @@ extern const char *tc_globset_common_prefix(const TcGlobSet *set, size_t *len);
  * every literal prefix goes on, the byte they share or a class of the few
  * bytes they have; then the literal runs that every pattern has in the
  * same order, joined and ended by "*"; escaped.  Written to out, which
- * must hold TC_GLOB_COVER_SIZE(lens[0]) bytes (no NUL added); returns its length, or 0 when it would not narrow
- * anything (no common prefix and no common run: SCAN without MATCH) or
- * when alloc failed.
+ * must hold TC_GLOB_COVER_SIZE(lens[0]) bytes (no NUL added); returns its
+ * length, or 0 when it would not narrow anything (no common prefix, no
+ * class and no common run: SCAN without MATCH) or when alloc failed.
  */
 extern size_t tc_glob_cover(const char *const *patterns, const size_t *lens,
 							size_t n, char *out, tc_globset_alloc alloc,
