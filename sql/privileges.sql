@@ -43,6 +43,26 @@ DROP TABLE spoof;
 DROP FUNCTION spoof_noop();
 :q
 
+-- The WHEN clause is prepared once per backend, by whoever writes first:
+-- EXECUTE on capture_row() is still checked for every writer, as
+-- PostgreSQL checks it when it prepares the clause, and a REVOKE applies
+-- at once.
+UPDATE people SET name = 'by owner' WHERE id = 1;
+SET ROLE regress_tc_writer;
+UPDATE people SET name = 'by writer' WHERE id = 1;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION tenant_cache.capture_row("any") FROM PUBLIC;
+SET ROLE regress_tc_writer;
+UPDATE people SET name = 'refused' WHERE id = 1;
+RESET ROLE;
+UPDATE people SET name = 'by owner again' WHERE id = 1;
+GRANT EXECUTE ON FUNCTION tenant_cache.capture_row("any") TO PUBLIC;
+SET ROLE regress_tc_writer;
+UPDATE people SET name = 'by writer again' WHERE id = 1;
+RESET ROLE;
+SELECT name FROM people WHERE id = 1;
+:q
+
 -- A role with only UPDATE (no SELECT, so no WHERE) is enough to queue.
 CREATE ROLE regress_tc_updater;
 GRANT UPDATE (name) ON people TO regress_tc_updater;

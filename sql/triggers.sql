@@ -150,6 +150,50 @@ UPDATE people SET tenant_id = 1 WHERE id = 7;
 :q
 DROP TRIGGER a_set_tenant ON people;
 
+-- The WHEN clause is prepared once per backend and shared by statements.  A
+-- statement keeps the one it started with while a statement it runs
+-- prepares it again (GRANT invalidates the table's relcache entry): the
+-- rows of both are queued.
+CREATE FUNCTION touch_other(p_id int, p_other int) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    GRANT SELECT ON people TO PUBLIC;
+    REVOKE SELECT ON people FROM PUBLIC;
+    UPDATE people SET tenant_id = 300 + p_id WHERE id = p_other;
+    RETURN 'nested ' || p_id;
+END $$;
+UPDATE people SET tenant_id = 100 + id, name = touch_other(id, 3) WHERE id IN (2, 6);
+SELECT id, tenant_id, name FROM people WHERE id IN (2, 3, 6) ORDER BY id;
+:q
+UPDATE people SET name = 'after' WHERE id = 6;
+:q
+DROP FUNCTION touch_other(int, int);
+
+-- A backend keeps the globs of rows with integer ids from one transaction
+-- to the next: a tenant written again queues them without building them.
+-- A change of the model's patterns shows at the next write all the same.
+UPDATE people SET name = 'once' WHERE id = 6;
+:q
+UPDATE people SET name = 'twice' WHERE id = 6;
+:q
+SELECT tenant_cache.register_dependency('People', ARRAY['report:people'], 'client');
+UPDATE people SET name = 'thrice' WHERE id = 6;
+:q
+SELECT tenant_cache.unregister_dependency('People', ARRAY['report:people']);
+UPDATE people SET name = 'four times' WHERE id = 6;
+:q
+-- Values whose text depends on the session's settings are printed again
+-- for every transaction (a float8 tenant id, extra_float_digits).
+CREATE TABLE gauges (id int PRIMARY KEY, tenant_id float8);
+SELECT tenant_cache.watch_table('gauges', 'People', 'tenant_id');
+INSERT INTO gauges VALUES (1, 0.1::float8 + 0.2::float8);
+:q
+SET extra_float_digits = 0;
+UPDATE gauges SET id = 2 WHERE id = 1;
+:q
+RESET extra_float_digits;
+SELECT tenant_cache.unwatch_table('gauges');
+DROP TABLE gauges;
+
 -- A renamed column is reported clearly at the next write.
 ALTER TABLE nodeps RENAME COLUMN tenant_id TO tenant;
 INSERT INTO nodeps VALUES (4);

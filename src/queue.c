@@ -317,6 +317,21 @@ tc_queue_row_mark(const char *key, uint32 len)
 	binset_insert(seen_rows, k, &found);
 }
 
+/* The glob of the model's i-th pattern for these values (a scratch buffer). */
+static const char *
+build_dep_glob(const TcModelDeps *deps, int i,
+			   const char *const values[TC_NLEVELS], const char *const *colvals)
+{
+	const char *scoped[TC_NLEVELS];
+	StringInfo	glob = scratch(1);
+
+	for (int level = 0; level < TC_NLEVELS; level++)
+		scoped[level] = level < (int) deps->deps[i].scope ? values[level] : NULL;
+	tc_build_glob(glob, tc_current_key_format(), scoped,
+				  deps->deps[i].parsed, colvals);
+	return glob->data;
+}
+
 /*
  * Queue every pattern of a model for one row's values (NULL: every value at
  * that level) and the values of the columns its placeholders name
@@ -342,18 +357,25 @@ tc_queue_model_values(const TcModelDeps *deps,
 		return deps->ndeps;
 
 	for (int i = 0; i < deps->ndeps; i++)
-	{
-		const char *scoped[TC_NLEVELS];
-		StringInfo	glob = scratch(1);
-
-		for (int level = 0; level < TC_NLEVELS; level++)
-			scoped[level] = level < (int) deps->deps[i].scope ? values[level] : NULL;
-		tc_build_glob(glob, tc_current_key_format(), scoped,
-					  deps->deps[i].parsed, colvals);
-		tc_queue_glob(glob->data);
-	}
+		tc_queue_glob(build_dep_glob(deps, i, values, colvals));
 	strset_insert(seen_values, MemoryContextStrdup(xact_cxt, key->data), &found);
 	return deps->ndeps;
+}
+
+/*
+ * The globs of every pattern of a model for one row's values (as
+ * tc_queue_model_values takes them), built in cxt, for a caller that queues
+ * them and keeps them for later rows with the same values.
+ */
+char	  **
+tc_model_globs(const TcModelDeps *deps, const char *const values[TC_NLEVELS],
+			   const char *const *colvals, MemoryContext cxt)
+{
+	char	  **globs = MemoryContextAlloc(cxt, sizeof(char *) * Max(deps->ndeps, 1));
+
+	for (int i = 0; i < deps->ndeps; i++)
+		globs[i] = MemoryContextStrdup(cxt, build_dep_glob(deps, i, values, colvals));
+	return globs;
 }
 
 static Oid

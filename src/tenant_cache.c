@@ -240,7 +240,7 @@ tc_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 /*
  * INSERT, UPDATE, DELETE: give the result relations the WHEN clauses of
- * tenant_cache's row triggers already parsed (see tc_prepare_when_clauses).
+ * tenant_cache's row triggers already prepared (when.c).
  */
 static void
 tc_ExecutorStart(QueryDesc *queryDesc, int eflags)
@@ -560,6 +560,7 @@ _PG_init(void)
 	parse_database_list();
 	tc_depcache_init();
 	tc_trigger_init();
+	tc_when_init();
 	tc_queue_init();
 
 	prev_ProcessUtility = ProcessUtility_hook;

@@ -180,6 +180,9 @@ extern void tc_queue_init(void);
 extern int	tc_queue_model_values(const TcModelDeps *deps,
 								  const char *const values[TC_NLEVELS],
 								  const char *const *colvals);
+extern char **tc_model_globs(const TcModelDeps *deps,
+							 const char *const values[TC_NLEVELS],
+							 const char *const *colvals, MemoryContext cxt);
 extern bool tc_queue_glob(const char *glob);
 extern bool tc_queue_row_seen(const char *key, uint32 len);
 extern void tc_queue_row_mark(const char *key, uint32 len);
@@ -206,6 +209,10 @@ extern bool tc_absorb_has_more(void);
 
 /* Trigger (trigger.c) */
 extern void tc_trigger_init(void);
+extern bool tc_is_invalidate_trigger(Oid fn);
+
+/* WHEN clauses of the row triggers, prepared once per backend (when.c) */
+extern void tc_when_init(void);
 struct EState;
 extern void tc_prepare_when_clauses(struct EState *estate, int operation);
 

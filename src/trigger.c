@@ -13,9 +13,8 @@
  * the row's columns that matter (the tenant, client and bu columns, those
  * named by the model's placeholders, the column filter), each once, in the
  * order build_layout() puts them; an UPDATE passes the old values, then
- * the new ones.  The WHEN clause is parsed again for every statement, so
- * it carries nothing else: the configuration comes from the trigger's
- * arguments.
+ * the new ones.  The WHEN clause carries nothing else (the configuration
+ * comes from the trigger's arguments); when.c prepares it once per backend.
  *
  * The trigger function tenant_cache.invalidate_trigger() serves the
  * TRUNCATE statement trigger, and rows of 1.1's triggers (BEFORE UPDATE OR
@@ -74,6 +73,7 @@ typedef struct RowColumn
 	AttrNumber	attnum;			/* trigger function: position in the slot */
 	int16		typlen;
 	bool		typbyval;
+	bool		prints_alike;	/* the same text in every session */
 	FmgrInfo	output;
 } RowColumn;
 
@@ -104,6 +104,9 @@ typedef struct RowLayout
 	int		   *filter;
 	bool		fast;			/* every key column is passed by value, and
 								 * there are few: see queue_row() */
+	bool		keep_globs;		/* fast, and every key column prints alike
+								 * in every session: see queue_row() */
+	uint64		version;		/* changes with every build */
 } RowLayout;
 
 typedef struct LayoutKey
@@ -115,20 +118,38 @@ typedef struct LayoutKey
 /*
  * Rows seen lately, for layouts whose row keys are a few by-value columns
  * (integer ids): a direct-mapped table, checked before building the row key.
- * A slot is good while the transaction's set of row keys keeps its epoch.
+ * A slot says the row was queued while the transaction's set of row keys
+ * keeps its epoch.  For layouts whose key columns print the same in every
+ * session (integers, oid, bool: not floats, dates or times, whose output
+ * depends on settings), it also keeps the row's globs across transactions:
+ * a tenant written again in a later transaction costs queueing them, not
+ * printing values and building globs.  Those globs live in glob_cache_cxt,
+ * emptied when it grows past GLOB_CACHE_BYTES (glob_cache_epoch tells
+ * which slots' globs are gone), and are good for the layout's build
+ * (version) and key format they were built with.
  */
 #define FAST_SLOTS 1024
 #define FAST_MAX_KEYS 6
+#define GLOB_CACHE_BYTES (1024 * 1024)
 
 typedef struct FastSlot
 {
 	uint64		epoch;			/* tc_queue_seen_epoch() when marked */
 	const void *layout;
+	uint64		version;		/* the layout's */
 	uint32		nulls;			/* bit k: key k NULL or unmapped */
 	Datum		key[FAST_MAX_KEYS];
+	/* the row's globs (keep_globs layouts), when globs_epoch is current */
+	uint64		globs_epoch;
+	uint64		kfgen;			/* tc_key_format_generation() they were for */
+	int			nglobs;
+	char	  **globs;
 } FastSlot;
 
 static FastSlot fast_slots[FAST_SLOTS];
+static MemoryContext glob_cache_cxt = NULL;
+static uint64 glob_cache_epoch = 1;
+static uint64 layout_versions = 0;
 
 /* One row's values, in the order of its layout's cols. */
 typedef struct RowValues
@@ -139,18 +160,6 @@ typedef struct RowValues
 
 static HTAB *layouts = NULL;
 static MemoryContext trigger_cxt = NULL;
-
-/* The parsed WHEN clause of one of tenant_cache's row triggers. */
-typedef struct WhenClause
-{
-	Oid			tgoid;			/* hash key */
-	Oid			relid;
-	bool		valid;
-	List	   *qual;			/* implicit AND, OLD/NEW as INNER/OUTER_VAR */
-	MemoryContext cxt;
-} WhenClause;
-
-static HTAB *when_clauses = NULL;
 
 static void
 trigger_relcache_callback(Datum arg, Oid relid)
@@ -166,15 +175,6 @@ trigger_relcache_callback(Datum arg, Oid relid)
 		if (relid == InvalidOid || layout->relid == relid)
 			layout->valid = false;
 	}
-	if (when_clauses != NULL)
-	{
-		WhenClause *when;
-
-		hash_seq_init(&status, when_clauses);
-		while ((when = hash_seq_search(&status)) != NULL)
-			if (relid == InvalidOid || when->relid == relid)
-				when->valid = false;
-	}
 }
 
 void
@@ -185,15 +185,14 @@ tc_trigger_init(void)
 	trigger_cxt = AllocSetContextCreate(TopMemoryContext,
 										"tenant_cache triggers",
 										ALLOCSET_SMALL_SIZES);
+	glob_cache_cxt = AllocSetContextCreate(TopMemoryContext,
+										   "tenant_cache row globs",
+										   ALLOCSET_DEFAULT_SIZES);
 	ctl.keysize = sizeof(LayoutKey);
 	ctl.entrysize = sizeof(RowLayout);
 	ctl.hcxt = trigger_cxt;
 	layouts = hash_create("tenant_cache row layouts", 32, &ctl,
 						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	ctl.keysize = sizeof(Oid);
-	ctl.entrysize = sizeof(WhenClause);
-	when_clauses = hash_create("tenant_cache WHEN clauses", 32, &ctl,
-							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	CacheRegisterRelcacheCallback(trigger_relcache_callback, (Datum) 0);
 }
 
@@ -297,6 +296,27 @@ report_missing_column(Relation rel, const char *model, const NeededColumn *col)
 			 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again with the current column names.")));
 }
 
+/*
+ * Does every value of the type print the same in every session?  Integers,
+ * oid and bool do; floats, dates and times depend on settings, and others
+ * (enum labels) may change without a relcache invalidation.
+ */
+static bool
+prints_alike(Oid typid)
+{
+	switch (getBaseType(typid))
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case BOOLOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
 /* Add a column: its position, storage and output function. */
 static void
 add_column(RowLayout *layout, Relation rel, const NeededColumn *need)
@@ -314,6 +334,7 @@ add_column(RowLayout *layout, Relation rel, const NeededColumn *need)
 	getTypeOutputInfo(typid, &typoutput, &varlena);
 	get_typlenbyval(typid, &col->typlen, &col->typbyval);
 	fmgr_info_cxt(typoutput, &col->output, layout->cxt);
+	col->prints_alike = prints_alike(typid);
 	for (int role = 0; role < TC_NLEVELS; role++)
 		if (need->roles & (1 << role))
 			layout->scope[role] = layout->ncols;
@@ -405,9 +426,17 @@ build_layout(RowLayout *layout, Trigger *trigger, Relation rel, uint64 gen)
 				layout->placeholder[i] = c;
 
 	layout->fast = TC_NLEVELS + nplaceholders <= FAST_MAX_KEYS;
+	layout->keep_globs = layout->fast;
 	for (int c = 0; c < layout->ncols; c++)
-		if (!layout->cols[c].typbyval && !(need[c].roles == 1 << ROLE_FILTER))
-			layout->fast = false;
+	{
+		if (need[c].roles == 1 << ROLE_FILTER)
+			continue;			/* not a key column */
+		if (!layout->cols[c].typbyval)
+			layout->fast = layout->keep_globs = false;
+		if (!layout->cols[c].prints_alike)
+			layout->keep_globs = false;
+	}
+	layout->version = ++layout_versions;
 	MemoryContextSwitchTo(old);
 	layout->deps = deps;
 	layout->deps_gen = gen;
@@ -489,8 +518,9 @@ fast_key(const RowLayout *layout, const RowValues *row, FastSlot *probe)
 {
 	uint64		h = (uint64) (uintptr_t) layout;
 
+	memset(probe, 0, sizeof(FastSlot));
 	probe->layout = layout;
-	probe->nulls = 0;
+	probe->version = layout->version;
 	for (int k = 0; k < key_columns(layout); k++)
 	{
 		int			c = key_column(layout, k);
@@ -510,7 +540,8 @@ fast_key(const RowLayout *layout, const RowValues *row, FastSlot *probe)
 static bool
 fast_equal(const FastSlot *a, const FastSlot *b, int nkeys)
 {
-	if (a->layout != b->layout || a->nulls != b->nulls)
+	if (a->layout != b->layout || a->version != b->version ||
+		a->nulls != b->nulls)
 		return false;
 	for (int k = 0; k < nkeys; k++)
 		if (a->key[k] != b->key[k])
@@ -522,15 +553,18 @@ fast_equal(const FastSlot *a, const FastSlot *b, int nkeys)
  * Queue the model's patterns for one row.  A row whose key columns have the
  * same binary images as one queued before in this transaction costs a hash
  * lookup (equal images print equally), not the printing of its values.
+ * With keep, the globs are built in glob_cache_cxt and returned (NULL when
+ * none was built), for queue_row() to keep.
  */
-static void
-queue_row_slow(const RowLayout *layout, const RowValues *row)
+static char **
+queue_row_slow(const RowLayout *layout, const RowValues *row, bool keep)
 {
 	static StringInfo key = NULL;
 	const TcModelDeps *deps = layout->deps;
 	const char *values[TC_NLEVELS];
 	const char *local[16];
 	const char **colvals;
+	char	  **globs = NULL;
 
 	if (key == NULL)
 	{
@@ -544,7 +578,7 @@ queue_row_slow(const RowLayout *layout, const RowValues *row)
 	for (int k = 0; k < key_columns(layout); k++)
 		append_image(key, layout, row, key_column(layout, k));
 	if (tc_queue_row_seen(key->data, key->len))
-		return;
+		return NULL;
 
 	colvals = layout->nplaceholders <= lengthof(local) ? local :
 		palloc(sizeof(char *) * layout->nplaceholders);
@@ -552,33 +586,72 @@ queue_row_slow(const RowLayout *layout, const RowValues *row)
 		values[level] = print_value(layout, row, layout->scope[level]);
 	for (int i = 0; i < layout->nplaceholders; i++)
 		colvals[i] = print_value(layout, row, layout->placeholder[i]);
-	tc_queue_model_values(deps, values, colvals);
+	if (keep)
+	{
+		if (MemoryContextMemAllocated(glob_cache_cxt, false) > GLOB_CACHE_BYTES)
+		{
+			MemoryContextReset(glob_cache_cxt);
+			glob_cache_epoch++;
+		}
+		globs = tc_model_globs(deps, values, colvals, glob_cache_cxt);
+		for (int i = 0; i < deps->ndeps; i++)
+			tc_queue_glob(globs[i]);
+	}
+	else
+		tc_queue_model_values(deps, values, colvals);
 	tc_queue_row_mark(key->data, key->len);
+	return globs;
+}
+
+/* Are the slot's globs still there, and for the current key format? */
+static inline bool
+slot_globs_valid(const FastSlot *slot)
+{
+	return slot->globs != NULL && slot->globs_epoch == glob_cache_epoch &&
+		slot->kfgen == tc_key_format_generation();
 }
 
 /*
  * queue_row_slow(), first looking the row up in the table of recent rows
  * when its key columns are few and passed by value (integer ids): no key
- * to build, no hash of bytes.
+ * to build, no hash of bytes; and queueing the globs kept there when the
+ * row was seen in an earlier transaction.
  */
 static void
 queue_row(const RowLayout *layout, const RowValues *row)
 {
-	if (layout->fast)
-	{
-		FastSlot	probe;
-		uint32		slot = fast_key(layout, row, &probe);
-		uint64		epoch = tc_queue_seen_epoch();
+	FastSlot	probe;
+	FastSlot   *slot;
+	uint64		epoch;
 
-		if (epoch != 0 && fast_slots[slot].epoch == epoch &&
-			fast_equal(&fast_slots[slot], &probe, key_columns(layout)))
-			return;
-		queue_row_slow(layout, row);
-		probe.epoch = tc_queue_seen_epoch();	/* the slow path may start one */
-		fast_slots[slot] = probe;
+	if (!layout->fast)
+	{
+		queue_row_slow(layout, row, false);
 		return;
 	}
-	queue_row_slow(layout, row);
+	slot = &fast_slots[fast_key(layout, row, &probe)];
+	epoch = tc_queue_seen_epoch();
+	if (fast_equal(slot, &probe, key_columns(layout)))
+	{
+		if (epoch != 0 && slot->epoch == epoch)
+			return;				/* queued in this transaction */
+		if (slot_globs_valid(slot))
+		{
+			for (int i = 0; i < slot->nglobs; i++)
+				tc_queue_glob(slot->globs[i]);
+			slot->epoch = tc_queue_seen_epoch();	/* one may have started */
+			return;
+		}
+	}
+	probe.globs = queue_row_slow(layout, row, layout->keep_globs);
+	if (probe.globs != NULL)
+	{
+		probe.nglobs = layout->deps->ndeps;
+		probe.globs_epoch = glob_cache_epoch;
+		probe.kfgen = tc_key_format_generation();
+	}
+	probe.epoch = tc_queue_seen_epoch();	/* the slow path may start one */
+	*slot = probe;
 }
 
 /*
@@ -631,8 +704,8 @@ queue_update(const RowLayout *layout, const RowValues *old, const RowValues *new
  * Is the function tenant_cache.invalidate_trigger() (this library's)?  The
  * last OID found to be is remembered (it changes only with the extension).
  */
-static bool
-is_invalidate_trigger(Oid fn)
+bool
+tc_is_invalidate_trigger(Oid fn)
 {
 	static Oid	known = InvalidOid;
 	FmgrInfo	finfo;
@@ -689,7 +762,7 @@ build_capture_layout(RowLayout *layout, Oid relid, uint64 gen)
 	{
 		Trigger    *t = &rel->trigdesc->triggers[i];
 
-		if (t->tgqual != NULL && is_invalidate_trigger(t->tgfoid))
+		if (t->tgqual != NULL && tc_is_invalidate_trigger(t->tgfoid))
 			trigger = t;
 	}
 	if (trigger == NULL)
@@ -733,7 +806,7 @@ check_arguments(FunctionCallInfo fcinfo, const RowLayout *layout, Oid relid)
 				 errhint("Call tenant_cache.unwatch_table() and tenant_cache.watch_table() again.")));
 }
 
-/* What a WHEN clause (one per statement and table) remembers in fn_extra. */
+/* What a prepared WHEN clause (one per trigger) remembers in fn_extra. */
 typedef struct CaptureCall
 {
 	RowLayout  *layout;
@@ -742,9 +815,9 @@ typedef struct CaptureCall
 } CaptureCall;
 
 /*
- * The layout for this call.  The WHEN clause is prepared once per
- * statement and table: its checks are done once, then fn_extra keeps the
- * layout while it stays valid.
+ * The layout for this call.  The WHEN clause is prepared once per trigger
+ * (when.c; PostgreSQL's way: once per statement and table): its checks are
+ * done once, then fn_extra keeps the layout while it stays valid.
  */
 static RowLayout *
 capture_layout(FunctionCallInfo fcinfo, Oid relid, uint64 gen)
@@ -825,101 +898,6 @@ tc_capture_row(PG_FUNCTION_ARGS)
 		queue_row(layout, &old);
 	MemoryContextSwitchTo(caller);
 	PG_RETURN_BOOL(false);		/* the trigger itself never fires */
-}
-
-/* ---------------------------------------------------------------------
- * WHEN clauses parsed once per backend
- * ---------------------------------------------------------------------
- */
-
-/*
- * PostgreSQL parses a trigger's WHEN clause (pg_trigger.tgqual, a node
- * string) again for every statement, the first time the statement tests
- * it: for a single-row UPDATE that costs more than the row's capture.  The
- * clause of tenant_cache's triggers is parsed once per backend instead,
- * exactly as TriggerEnabled() would (OLD and NEW turned into INNER_VAR and
- * OUTER_VAR, implicit AND form), and kept until a relcache invalidation of
- * its table (any ALTER or CREATE/DROP TRIGGER).
- */
-static List *
-parsed_when_clause(Trigger *trigger, Oid relid)
-{
-	WhenClause *when;
-	bool		found;
-	MemoryContext old;
-	Node	   *qual;
-
-	when = hash_search(when_clauses, &trigger->tgoid, HASH_ENTER, &found);
-	if (!found)
-	{
-		when->valid = false;
-		when->cxt = NULL;
-	}
-	if (when->valid && when->relid == relid)
-		return when->qual;
-	if (when->cxt == NULL)
-		when->cxt = AllocSetContextCreate(trigger_cxt, "tenant_cache WHEN clause",
-										  ALLOCSET_SMALL_SIZES);
-	else
-		MemoryContextReset(when->cxt);
-	old = MemoryContextSwitchTo(when->cxt);
-	qual = stringToNode(trigger->tgqual);
-	ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
-	ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
-	when->qual = make_ands_implicit((Expr *) qual);
-	MemoryContextSwitchTo(old);
-	when->relid = relid;
-	when->valid = true;
-	return when->qual;
-}
-
-/* Is the trigger one of tenant_cache's row triggers for this operation? */
-static bool
-is_capture_trigger(Trigger *trigger, int operation)
-{
-	int16		event = operation == CMD_INSERT ? TRIGGER_TYPE_INSERT :
-		operation == CMD_UPDATE ? TRIGGER_TYPE_UPDATE : TRIGGER_TYPE_DELETE;
-
-	return trigger->tgqual != NULL &&
-		strncmp(trigger->tgname, "zz_tenant_cache_", 16) == 0 &&
-		TRIGGER_TYPE_MATCHES(trigger->tgtype, TRIGGER_TYPE_ROW,
-							 TRIGGER_TYPE_AFTER, event) &&
-		is_invalidate_trigger(trigger->tgfoid);
-}
-
-/*
- * ExecutorStart of an INSERT, UPDATE or DELETE: prepare the WHEN clauses of
- * tenant_cache's row triggers on its result relations from the parsed copy,
- * where PostgreSQL would parse them.  Result relations opened later (rows
- * routed to partitions) take PostgreSQL's way.
- */
-void
-tc_prepare_when_clauses(EState *estate, int operation)
-{
-	if (estate->es_result_relations == NULL)
-		return;
-	for (Index i = 0; i < estate->es_range_table_size; i++)
-	{
-		ResultRelInfo *rri = estate->es_result_relations[i];
-		TriggerDesc *trigdesc = rri ? rri->ri_TrigDesc : NULL;
-
-		if (trigdesc == NULL || rri->ri_TrigWhenExprs == NULL)
-			continue;
-		for (int j = 0; j < trigdesc->numtriggers; j++)
-		{
-			Trigger    *trigger = &trigdesc->triggers[j];
-			MemoryContext old;
-			List	   *qual;
-
-			if (rri->ri_TrigWhenExprs[j] != NULL ||
-				!is_capture_trigger(trigger, operation))
-				continue;
-			qual = parsed_when_clause(trigger, RelationGetRelid(rri->ri_RelationDesc));
-			old = MemoryContextSwitchTo(estate->es_query_cxt);
-			rri->ri_TrigWhenExprs[j] = ExecPrepareQual(copyObject(qual), estate);
-			MemoryContextSwitchTo(old);
-		}
-	}
 }
 
 /* ---------------------------------------------------------------------

@@ -122,7 +122,8 @@ my @latencies;
 # stays.  $keys defaults to @all_keys.
 sub check_invalidation
 {
-	my ($name, $sql, $gone, $keys) = @_;
+	my ($name, $sql, $gone, $keys, $session) = @_;
+	my $own_session = !defined $session;
 	my @keys = @{ $keys // \@all_keys };
 	my %gone = map { $_ => 1 } @$gone;
 
@@ -130,14 +131,14 @@ sub check_invalidation
 	$redis->set_keys(@keys);
 	is(join(' ', $redis->keys), join(' ', sort @keys), "$name: keys seeded");
 
-	my $session = $node->background_psql('postgres');
+	$session //= $node->background_psql('postgres');
 	my @stmts = ref $sql ? @$sql : ($sql);
 	my $last = pop @stmts;
 	$session->query_safe($_) foreach @stmts;
 	my $t0 = Time::HiRes::time();
 	$session->query_safe($last);
 	my $commit_secs = Time::HiRes::time() - $t0;
-	$session->quit;
+	$session->quit if $own_session;
 
 	my $latency = wait_until(sub { $redis->count_existing(@$gone) == 0 },
 		$deadline, $t0);
@@ -375,8 +376,28 @@ subtest 'nothing is cleared before COMMIT, nor after ROLLBACK' => sub {
 	$writer->quit;
 };
 
+# A session sees a reload at its next statement.
+sub session_sees
+{
+	my ($session, $fmt) = @_;
+	return defined wait_until(
+		sub { $session->query_safe('SHOW tenant_cache.key_format') eq $fmt },
+		$deadline);
+}
+
 subtest 'django-redis style key_format with a version prefix' => sub {
 	my $fmt = ':1:tenant:{tenant}:client:{client}:bu:{bu}:{pattern}';
+	my $default = 'tenant:{tenant}:client:{client}:bu:{bu}:{pattern}';
+
+	# A backend keeps the globs of a tenant's rows from one transaction to
+	# the next: this one wrote tenant 1 before the change, and must build
+	# them again with the new format.
+	my $old = $node->background_psql('postgres');
+	$old->query_safe(q{UPDATE people SET name = 'before' WHERE tenant_id = 1});
+	ok($node->poll_query_until('postgres',
+			'SELECT count(*) = 0 FROM tenant_cache.queue'),
+		'the write before the change is applied');
+
 	$node->safe_psql('postgres',
 		"ALTER SYSTEM SET tenant_cache.key_format = '$fmt'");
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
@@ -387,21 +408,30 @@ subtest 'django-redis style key_format with a version prefix' => sub {
 		'django key_format',
 		q{UPDATE people SET name = 'zed' WHERE tenant_id = 1},
 		[qw(:1:tenant:1:client:2:bu:3:dropdown:people:all)]);
+	ok(session_sees($old, $fmt), 'the older session sees the new key_format');
+	check_invalidation(
+		'django key_format, from a session that wrote the tenant before',
+		q{UPDATE people SET name = 'zed 2' WHERE tenant_id = 1},
+		[qw(:1:tenant:1:client:2:bu:3:dropdown:people:all)], undef, $old);
 
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET tenant_cache.key_format');
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	ok( $node->poll_query_until(
-			'postgres', 'SHOW tenant_cache.key_format',
-			'tenant:{tenant}:client:{client}:bu:{bu}:{pattern}'),
+			'postgres', 'SHOW tenant_cache.key_format', $default),
 		'key_format reset');
+	my @default_gone = qw(tenant:1:client:2:bu:3:dropdown:people:all
+	  tenant:1:client:5:bu:6:dropdown:people:all
+	  tenant:1:client:2:bu:3:dashboard:metrics:today);
 	check_invalidation(
 		'default key_format again',
 		q{UPDATE people SET name = 'zoe' WHERE tenant_id = 1},
-		[
-			qw(tenant:1:client:2:bu:3:dropdown:people:all
-			  tenant:1:client:5:bu:6:dropdown:people:all
-			  tenant:1:client:2:bu:3:dashboard:metrics:today)
-		]);
+		\@default_gone);
+	ok(session_sees($old, $default), 'the older session sees the reset');
+	check_invalidation(
+		'default key_format again, from the older session',
+		q{UPDATE people SET name = 'zoe 2' WHERE tenant_id = 1},
+		\@default_gone, undef, $old);
+	$old->quit;
 };
 
 subtest 'unwatch_table() stops the invalidations of that table' => sub {
