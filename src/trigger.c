@@ -518,9 +518,10 @@ fast_key(const RowLayout *layout, const RowValues *row, FastSlot *probe)
 {
 	uint64		h = (uint64) (uintptr_t) layout;
 
-	memset(probe, 0, sizeof(FastSlot));
 	probe->layout = layout;
 	probe->version = layout->version;
+	probe->nulls = 0;
+	probe->globs = NULL;
 	for (int k = 0; k < key_columns(layout); k++)
 	{
 		int			c = key_column(layout, k);
