@@ -51,6 +51,7 @@ typedef struct TcGlobNode
 	uint32_t	nedges;
 	uint32_t	first_pat;		/* patterns: pats [first_pat, +npats) */
 	uint32_t	npats;
+	uint32_t	chain;			/* see set_chains() */
 } TcGlobNode;
 
 struct TcGlobSet
@@ -63,6 +64,7 @@ struct TcGlobSet
 	TcGlobNode *nodes;
 	unsigned char *edge_byte;	/* edge i leads to node edge_child[i] */
 	uint32_t   *edge_child;
+	unsigned char *node_byte;	/* the byte of the edge into node k */
 	uint32_t   *pats;			/* pattern indexes, grouped by node */
 	char	   *common;			/* common prefix of all literal prefixes */
 	size_t		common_len;
@@ -127,7 +129,7 @@ alloc_set(size_t maxnodes, size_t n, size_t common_len,
 	size_t		size = align8(sizeof(TcGlobSet)) +
 		align8(maxnodes * sizeof(TcGlobNode)) +
 		align8(maxnodes * sizeof(uint32_t)) +
-		align8(maxnodes) +
+		align8(maxnodes) + align8(maxnodes) +
 		align8((n ? n : 1) * sizeof(uint32_t)) + common_len + 1;
 	char	   *block = alloc(size);
 	TcGlobSet  *set;
@@ -145,6 +147,8 @@ alloc_set(size_t maxnodes, size_t n, size_t common_len,
 	set->edge_child = (uint32_t *) p;
 	p += align8(maxnodes * sizeof(uint32_t));
 	set->edge_byte = (unsigned char *) p;
+	p += align8(maxnodes);
+	set->node_byte = (unsigned char *) p;
 	p += align8(maxnodes);
 	set->pats = (uint32_t *) p;
 	p += align8((n ? n : 1) * sizeof(uint32_t));
@@ -185,6 +189,32 @@ create_nodes(const PrefixRef *refs, size_t n, uint32_t *parent,
 	return nnodes;
 }
 
+/*
+ * Chains: a key walks the trie a byte at a time, but most nodes of a set of
+ * tenant globs have one child and no pattern ("tenant:", ":client:"), and
+ * a node's first child is the next node (preorder).  So a node with one
+ * child gets chain = the number of bytes down to the first node that has
+ * patterns or not one child: the walk compares them in one memcmp with
+ * node_byte[k + 1 ..] and jumps there.  0: take the edges.
+ */
+static void
+set_chains(TcGlobSet *set)
+{
+	for (uint32_t k = set->nnodes; k-- > 0;)
+	{
+		TcGlobNode *node = &set->nodes[k];
+		const TcGlobNode *child;
+
+		node->chain = 0;
+		if (node->nedges != 1 || set->edge_child[node->first_edge] != k + 1)
+			continue;
+		child = &set->nodes[k + 1];
+		node->chain = 1;
+		if (child->npats == 0 && child->chain > 0)
+			node->chain += child->chain;
+	}
+}
+
 TcGlobSet *
 tc_globset_build(const char *const *patterns, const size_t *lens, size_t n,
 				 tc_globset_alloc alloc, tc_globset_free dealloc)
@@ -219,6 +249,7 @@ tc_globset_build(const char *const *patterns, const size_t *lens, size_t n,
 	end_node = alloc((n ? n : 1) * sizeof(uint32_t));
 	if (refs && prefixes && parent && byte && path && end_node)
 	{
+		byte[0] = 0;			/* the root: no edge leads to it */
 		for (size_t i = 0; i < n; i++)
 		{
 			refs[i].p = prefixes + off;
@@ -255,6 +286,7 @@ tc_globset_build(const char *const *patterns, const size_t *lens, size_t n,
 			set->edge_byte[p->first_edge + p->nedges] = byte[k];
 			set->edge_child[p->first_edge + p->nedges++] = k;
 		}
+		memcpy(set->node_byte, byte, nnodes);
 		/* Patterns come sorted by prefix, so each node's form one run. */
 		for (size_t i = 0; i < n; i++)
 		{
@@ -265,6 +297,7 @@ tc_globset_build(const char *const *patterns, const size_t *lens, size_t n,
 			node->npats++;
 			set->pats[i] = refs[i].index;
 		}
+		set_chains(set);
 		/* The common prefix: shared by the first and last sorted prefix. */
 		if (n > 0)
 		{
@@ -346,6 +379,16 @@ tc_globset_match(const TcGlobSet *set, const char *key, size_t klen,
 		}
 		if (d == klen || node->nedges == 0)
 			break;
+		if (node->chain > 0)
+		{
+			/* no pattern before the chain's end: a shorter key stops */
+			if (klen - d < node->chain ||
+				memcmp(key + d, set->node_byte + k + 1, node->chain) != 0)
+				break;
+			d += node->chain;
+			k += node->chain;
+			continue;
+		}
 		k = child_for(set, node, (unsigned char) key[d++]);
 		if (k == 0)
 			break;

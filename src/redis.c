@@ -4,8 +4,9 @@
  *		Redis client of the worker: hiredis in non-blocking mode.
  *
  * hiredis only formats commands and parses replies; every wait for the
- * socket goes through WaitLatchOrSocket(), so SIGTERM, SIGHUP and postmaster
- * death are noticed at once even while Redis hangs, and each command has a
+ * socket is a wait on the latch too (a WaitEventSet per connection), so
+ * SIGTERM, SIGHUP and postmaster death are noticed at once even while
+ * Redis hangs, and each command has a
  * deadline of tenant_cache.command_timeout_ms (read afresh for every command,
  * so it holds after every reconnect).  The password is read from
  * tenant_cache.redis_password_file at each connect and never kept, shown or
@@ -78,6 +79,74 @@ static int	first_sentinel = 0;	/* the one that answered last: asked first */
 
 #define TC_SENTINEL_RETRY_MS 2000
 
+/*
+ * What wait_socket() waits on for a connection's socket: the latch,
+ * postmaster death and the socket, in a set created once per connection
+ * (not for every wait, as WaitLatchOrSocket() does) and freed with it
+ * (free_ctx).
+ */
+typedef struct SocketWait
+{
+	pgsocket	fd;
+	WaitEventSet *set;
+	int			sock_pos;		/* the socket's entry in set */
+	uint32		events;			/* what that entry waits for now */
+} SocketWait;
+
+#define TC_MAX_SOCKET_WAITS 16	/* more connections: sets made again */
+static SocketWait socket_waits[TC_MAX_SOCKET_WAITS];
+static int	nsocket_waits = 0;
+
+static void
+forget_socket_wait(pgsocket fd)
+{
+	for (int i = 0; i < nsocket_waits; i++)
+		if (socket_waits[i].fd == fd)
+		{
+			FreeWaitEventSet(socket_waits[i].set);
+			socket_waits[i] = socket_waits[--nsocket_waits];
+			return;
+		}
+}
+
+/* Every connection is freed here: its wait set goes first. */
+static void
+free_ctx(redisContext *ctx)
+{
+	forget_socket_wait(ctx->fd);
+	redisFree(ctx);
+}
+
+/* The wait set of socket fd, waiting for event (created if needed). */
+static SocketWait *
+socket_wait(pgsocket fd, uint32 event)
+{
+	SocketWait *w = NULL;
+
+	for (int i = 0; i < nsocket_waits && w == NULL; i++)
+		if (socket_waits[i].fd == fd)
+			w = &socket_waits[i];
+	if (w == NULL)
+	{
+		if (nsocket_waits == TC_MAX_SOCKET_WAITS)
+			forget_socket_wait(socket_waits[0].fd);
+		w = &socket_waits[nsocket_waits];
+		w->set = CreateWaitEventSet(TopMemoryContext, 3);
+		w->fd = fd;
+		nsocket_waits++;
+		AddWaitEventToSet(w->set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(w->set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		w->sock_pos = AddWaitEventToSet(w->set, event, fd, NULL, NULL);
+		w->events = event;
+	}
+	else if (w->events != event)
+	{
+		ModifyWaitEvent(w->set, w->sock_pos, event, NULL);
+		w->events = event;
+	}
+	return w;
+}
+
 bool
 tc_redis_is_connected(void)
 {
@@ -102,17 +171,17 @@ tc_redis_disconnect(void)
 		if (nodes[i].ctx == conn)
 			conn = NULL;
 		if (nodes[i].ctx != NULL)
-			redisFree(nodes[i].ctx);
+			free_ctx(nodes[i].ctx);
 		nodes[i].ctx = NULL;
 	}
 	nnodes = 0;
 	if (conn == sentinel_conn)
 		conn = NULL;
 	if (sentinel_conn != NULL)
-		redisFree(sentinel_conn);
+		free_ctx(sentinel_conn);
 	sentinel_conn = NULL;
 	if (conn != NULL)
-		redisFree(conn);
+		free_ctx(conn);
 	conn = NULL;
 }
 
@@ -126,7 +195,7 @@ drop_conn(void)
 	if (on_sentinel)
 	{
 		if (conn != NULL)
-			redisFree(conn);
+			free_ctx(conn);
 		conn = NULL;
 		sentinel_conn = NULL;
 	}
@@ -254,23 +323,24 @@ deadline_after(int ms)
 static bool
 wait_socket(int event, TimestampTz deadline)
 {
+	SocketWait *w = socket_wait(conn->fd, event);
+
 	for (;;)
 	{
 		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
 															  deadline);
-		int			rc;
+		WaitEvent	occurred;
 
 		if (timeout <= 0)
 			return false;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | event,
-							   conn->fd, timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
+		if (WaitEventSetWait(w->set, timeout, &occurred, 1, PG_WAIT_EXTENSION) == 0)
+			continue;			/* timed out: the deadline decides */
+		if (occurred.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (rc & event)
+		if (occurred.events & event)
 			return true;
 	}
 }
@@ -521,7 +591,7 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 	{
 		*errmsg = psprintf("could not connect to Redis%s: %s", where,
 						   strerror(soerr));
-		redisFree(conn);
+		free_ctx(conn);
 		conn = NULL;
 		return false;
 	}
@@ -612,7 +682,7 @@ ask_sentinel(const TcRedisAddr *addr, TcRedisAddr *master, char **errmsg)
 	if (sentinel_conn != NULL &&
 		(strcmp(sentinel_addr.host, addr->host) != 0 || sentinel_addr.port != addr->port))
 	{
-		redisFree(sentinel_conn);
+		free_ctx(sentinel_conn);
 		sentinel_conn = NULL;
 	}
 	if (sentinel_conn != NULL)

@@ -61,6 +61,21 @@ ok($node->poll_query_until('postgres',
 	'queue drained after the setup: the worker is connected');
 $node->wait_for_log(qr/tenant_cache worker connected to Redis/);
 
+# The worker waits on a Redis socket through a wait set (an epoll
+# descriptor) kept with the connection: a lost or replaced connection must
+# not leave one behind.
+sub worker_epoll_fds
+{
+	my $dir = '/proc/' . worker_pid($node) . '/fd';
+	opendir(my $dh, $dir) or die "cannot read $dir: $!";
+	my $n = grep { (readlink("$dir/$_") // '') eq 'anon_inode:[eventpoll]' }
+	  readdir($dh);
+	closedir($dh);
+	return $n;
+}
+my $epoll_fds = worker_epoll_fds();
+note "the connected worker has $epoll_fds epoll descriptors";
+
 my @affected = qw(
   tenant:1:client:2:bu:3:dropdown:people:all
   tenant:1:client:2:bu:3:dashboard:metrics:today
@@ -193,6 +208,8 @@ subtest 'Redis back: the queued invalidations are applied' => sub {
 		'every other key Redis kept over the restart is still there');
 	ok(defined wait_until(sub { $redis->clients == 1 }, 30),
 		'the worker is connected again');
+	is(worker_epoll_fds(), $epoll_fds,
+		'no wait set left behind by the lost connection and the attempts');
 };
 
 my $redis_b;
@@ -261,6 +278,8 @@ subtest 'reload with a new redis_db moves the worker to that database' => sub {
 	is_deeply([ $db3->keys ], ['session:abc'], 'database 3 keeps the other key');
 	is_deeply([ $redis_b->keys ], [ sort @keys ],
 		'database 0 is no longer touched');
+	is(worker_epoll_fds(), $epoll_fds,
+		'no wait set left behind by the connections replaced on reload');
 };
 
 $node->stop;
