@@ -22,13 +22,15 @@
  * statement's memory context counts the statements using each ExprState.
  * ExecInitFunc() checks the EXECUTE privilege on capture_row() for the user
  * who builds the state; a statement run by another user checks it here,
- * and the answer is remembered until pg_proc or a role membership changes.
+ * and the answer is remembered until pg_proc or a role membership changes;
+ * the function execute hook (sepgsql) runs for every statement, as there.
  * A change of track_functions (which ExecInitFunc() reads) rebuilds it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "catalog/objectaccess.h"
 #include "catalog/pg_trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -216,13 +218,18 @@ prepared_when(Trigger *trigger, Oid relid)
 	return fresh;
 }
 
-/* What ExecInitFunc() checks, for a user other than the one it checked. */
+/*
+ * What ExecInitFunc() does for each statement that prepares the clause:
+ * the object access hook (sepgsql), and the privilege check, done again
+ * only for a user other than the last one it passed for.
+ */
 static void
 check_execute(PreparedWhen *prepared)
 {
 	Oid			user = GetUserId();
 	AclResult	aclresult;
 
+	InvokeFunctionExecuteHook(prepared->funcid);
 	if (prepared->allowed_user == user)
 		return;
 	aclresult = pg_proc_aclcheck(prepared->funcid, user, ACL_EXECUTE);
