@@ -97,16 +97,24 @@ typedef struct SocketWait
 static SocketWait socket_waits[TC_MAX_SOCKET_WAITS];
 static int	nsocket_waits = 0;
 
-static void
-forget_socket_wait(pgsocket fd)
+static SocketWait *
+find_socket_wait(pgsocket fd)
 {
 	for (int i = 0; i < nsocket_waits; i++)
 		if (socket_waits[i].fd == fd)
-		{
-			FreeWaitEventSet(socket_waits[i].set);
-			socket_waits[i] = socket_waits[--nsocket_waits];
-			return;
-		}
+			return &socket_waits[i];
+	return NULL;
+}
+
+static void
+forget_socket_wait(pgsocket fd)
+{
+	SocketWait *w = find_socket_wait(fd);
+
+	if (w == NULL)
+		return;
+	FreeWaitEventSet(w->set);
+	*w = socket_waits[--nsocket_waits];
 }
 
 /* Every connection is freed here: its wait set goes first. */
@@ -121,11 +129,8 @@ free_ctx(redisContext *ctx)
 static SocketWait *
 socket_wait(pgsocket fd, uint32 event)
 {
-	SocketWait *w = NULL;
+	SocketWait *w = find_socket_wait(fd);
 
-	for (int i = 0; i < nsocket_waits && w == NULL; i++)
-		if (socket_waits[i].fd == fd)
-			w = &socket_waits[i];
 	if (w == NULL)
 	{
 		if (nsocket_waits == TC_MAX_SOCKET_WAITS)

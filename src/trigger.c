@@ -43,11 +43,7 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/execnodes.h"
-#include "nodes/makefuncs.h"
 #include "nodes/primnodes.h"
-#include "optimizer/optimizer.h"
-#include "rewrite/prs2lock.h"
-#include "rewrite/rewriteManip.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -124,9 +120,9 @@ typedef struct LayoutKey
  * depends on settings), it also keeps the row's globs across transactions:
  * a tenant written again in a later transaction costs queueing them, not
  * printing values and building globs.  Those globs live in glob_cache_cxt,
- * emptied when it grows past GLOB_CACHE_BYTES (glob_cache_epoch tells
- * which slots' globs are gone), and are good for the layout's build
- * (version) and key format they were built with.
+ * emptied when it grows past GLOB_CACHE_BYTES or the key format changes
+ * (glob_cache_epoch tells which slots' globs are gone), and are good for
+ * the layout's build (version) they were built with.
  */
 #define FAST_SLOTS 1024
 #define FAST_MAX_KEYS 6
@@ -139,16 +135,16 @@ typedef struct FastSlot
 	uint64		version;		/* the layout's */
 	uint32		nulls;			/* bit k: key k NULL or unmapped */
 	Datum		key[FAST_MAX_KEYS];
-	/* the row's globs (keep_globs layouts), when globs_epoch is current */
+	/* the row's layout->deps->ndeps globs (keep_globs layouts), when
+	 * globs_epoch is current */
 	uint64		globs_epoch;
-	uint64		kfgen;			/* tc_key_format_generation() they were for */
-	int			nglobs;
 	char	  **globs;
 } FastSlot;
 
 static FastSlot fast_slots[FAST_SLOTS];
 static MemoryContext glob_cache_cxt = NULL;
 static uint64 glob_cache_epoch = 1;
+static uint64 glob_cache_kfgen = 0;	/* the key format its globs are for */
 static uint64 layout_versions = 0;
 
 /* One row's values, in the order of its layout's cols. */
@@ -551,6 +547,23 @@ fast_equal(const FastSlot *a, const FastSlot *b, int nkeys)
 }
 
 /*
+ * The epoch of the kept globs, after emptying them if the key format
+ * changed or they take more than GLOB_CACHE_BYTES.
+ */
+static uint64
+current_glob_epoch(void)
+{
+	if (glob_cache_kfgen != tc_key_format_generation() ||
+		MemoryContextMemAllocated(glob_cache_cxt, false) > GLOB_CACHE_BYTES)
+	{
+		MemoryContextReset(glob_cache_cxt);
+		glob_cache_epoch++;
+		glob_cache_kfgen = tc_key_format_generation();
+	}
+	return glob_cache_epoch;
+}
+
+/*
  * Queue the model's patterns for one row.  A row whose key columns have the
  * same binary images as one queued before in this transaction costs a hash
  * lookup (equal images print equally), not the printing of its values.
@@ -589,11 +602,7 @@ queue_row_slow(const RowLayout *layout, const RowValues *row, bool keep)
 		colvals[i] = print_value(layout, row, layout->placeholder[i]);
 	if (keep)
 	{
-		if (MemoryContextMemAllocated(glob_cache_cxt, false) > GLOB_CACHE_BYTES)
-		{
-			MemoryContextReset(glob_cache_cxt);
-			glob_cache_epoch++;
-		}
+		(void) current_glob_epoch();	/* room for them, current format */
 		globs = tc_model_globs(deps, values, colvals, glob_cache_cxt);
 		for (int i = 0; i < deps->ndeps; i++)
 			tc_queue_glob(globs[i]);
@@ -602,14 +611,6 @@ queue_row_slow(const RowLayout *layout, const RowValues *row, bool keep)
 		tc_queue_model_values(deps, values, colvals);
 	tc_queue_row_mark(key->data, key->len);
 	return globs;
-}
-
-/* Are the slot's globs still there, and for the current key format? */
-static inline bool
-slot_globs_valid(const FastSlot *slot)
-{
-	return slot->globs != NULL && slot->globs_epoch == glob_cache_epoch &&
-		slot->kfgen == tc_key_format_generation();
 }
 
 /*
@@ -636,21 +637,16 @@ queue_row(const RowLayout *layout, const RowValues *row)
 	{
 		if (epoch != 0 && slot->epoch == epoch)
 			return;				/* queued in this transaction */
-		if (slot_globs_valid(slot))
+		if (slot->globs != NULL && slot->globs_epoch == current_glob_epoch())
 		{
-			for (int i = 0; i < slot->nglobs; i++)
+			for (int i = 0; i < layout->deps->ndeps; i++)
 				tc_queue_glob(slot->globs[i]);
 			slot->epoch = tc_queue_seen_epoch();	/* one may have started */
 			return;
 		}
 	}
 	probe.globs = queue_row_slow(layout, row, layout->keep_globs);
-	if (probe.globs != NULL)
-	{
-		probe.nglobs = layout->deps->ndeps;
-		probe.globs_epoch = glob_cache_epoch;
-		probe.kfgen = tc_key_format_generation();
-	}
+	probe.globs_epoch = glob_cache_epoch;	/* theirs, when built */
 	probe.epoch = tc_queue_seen_epoch();	/* the slow path may start one */
 	*slot = probe;
 }
