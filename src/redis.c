@@ -217,6 +217,22 @@ tc_redis_settings_signature(void)
 					tc_redis_mode, tc_redis_nodes, tc_sentinel_master);
 }
 
+/*
+ * A server, for messages: "host:port", or the path of a Unix-domain socket
+ * (a host starting with '/').  The string is good until the next call.
+ */
+const char *
+tc_redis_endpoint(const char *host, int port)
+{
+	static char buf[TC_MAX_HOST_LEN + 16];
+
+	if (host[0] == '/')
+		strlcpy(buf, host, sizeof(buf));
+	else
+		snprintf(buf, sizeof(buf), "%s:%d", host, port);
+	return buf;
+}
+
 /* Where Redis is, for messages: "host:port", or how it is found. */
 const char *
 tc_redis_address(void)
@@ -224,10 +240,11 @@ tc_redis_address(void)
 	static char buf[2 * TC_MAX_HOST_LEN + 64];
 
 	if (tc_redis_mode == TC_REDIS_STANDALONE)
-		snprintf(buf, sizeof(buf), "%s:%d", tc_redis_host, tc_redis_port);
+		strlcpy(buf, tc_redis_endpoint(tc_redis_host, tc_redis_port), sizeof(buf));
 	else if (tc_redis_mode == TC_REDIS_SENTINEL && nnodes > 0)
-		snprintf(buf, sizeof(buf), "%s:%d (master \"%s\" of the sentinels)",
-				 nodes[0].addr.host, nodes[0].addr.port, tc_sentinel_master);
+		snprintf(buf, sizeof(buf), "%s (master \"%s\" of the sentinels)",
+				 tc_redis_endpoint(nodes[0].addr.host, nodes[0].addr.port),
+				 tc_sentinel_master);
 	else if (tc_redis_mode == TC_REDIS_SENTINEL)
 		snprintf(buf, sizeof(buf), "master \"%s\" of the sentinels",
 				 tc_sentinel_master);
@@ -566,8 +583,9 @@ select_db(char **errmsg)
 }
 
 /*
- * Open a connection to host:port as conn (which must be free), within the
- * deadline; false with *errmsg (and no connection).
+ * Open a connection to host:port (or to the Unix-domain socket host, when
+ * it starts with '/') as conn (which must be free), within the deadline;
+ * false with *errmsg (and no connection).
  */
 static bool
 open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
@@ -577,7 +595,8 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 	const char *where = "";
 
 	Assert(conn == NULL);
-	conn = redisConnectNonBlock(host, port);
+	conn = host[0] == '/' ? redisConnectUnixNonBlock(host) :
+		redisConnectNonBlock(host, port);
 	if (conn == NULL)
 	{
 		*errmsg = pstrdup("could not allocate Redis connection");
@@ -585,7 +604,7 @@ open_conn(const char *host, int port, TimestampTz deadline, char **errmsg)
 	}
 	/* Standalone: the messages name no address (the setting does). */
 	if (tc_redis_mode != TC_REDIS_STANDALONE)
-		where = psprintf(" at %s:%d", host, port);
+		where = psprintf(" at %s", tc_redis_endpoint(host, port));
 	if (conn->err)
 		return io_error(errmsg, psprintf("could not connect to Redis%s", where)), false;
 	if (!wait_socket(WL_SOCKET_WRITEABLE, deadline))

@@ -13,6 +13,8 @@
  */
 #include "postgres.h"
 
+#include <sys/un.h>
+
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -415,6 +417,30 @@ check_not_empty(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+/*
+ * A host name or address, or the absolute path of a Unix-domain socket,
+ * short enough for sockaddr_un (hiredis truncates longer paths silently).
+ */
+static bool
+check_redis_host(char **newval, void **extra, GucSource source)
+{
+	if (!check_not_empty(newval, extra, source))
+		return false;
+	if ((*newval)[0] == '/' &&
+		strlen(*newval) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+	{
+		GUC_check_errdetail("A Unix-domain socket path must be shorter than %d bytes.",
+							(int) sizeof(((struct sockaddr_un *) NULL)->sun_path));
+		return false;
+	}
+	if ((*newval)[0] != '/' && strlen(*newval) > TC_MAX_HOST_LEN)
+	{
+		GUC_check_errdetail("A host name must be at most %d bytes long.", TC_MAX_HOST_LEN);
+		return false;
+	}
+	return true;
+}
+
 static bool
 check_password_file(char **newval, void **extra, GucSource source)
 {
@@ -480,9 +506,9 @@ define_settings(void)
 							   NULL, &tc_database, "postgres",
 							   PGC_POSTMASTER, GUC_LIST_INPUT, check_database_list, NULL, NULL);
 	DefineCustomStringVariable("tenant_cache.redis_host",
-							   gettext_noop("Redis host (IP address or name) the worker connects to."),
+							   gettext_noop("Redis host (IP address or name) the worker connects to, or the path of its Unix-domain socket (starting with /)."),
 							   NULL, &tc_redis_host, "127.0.0.1",
-							   PGC_SIGHUP, 0, check_not_empty, NULL, NULL);
+							   PGC_SIGHUP, 0, check_redis_host, NULL, NULL);
 	define_int("tenant_cache.redis_port", gettext_noop("Redis TCP port."),
 			   &tc_redis_port, 6379, 1, 65535, 0);
 	define_int("tenant_cache.redis_db", gettext_noop("Redis logical database number (SELECT)."),

@@ -239,6 +239,7 @@ extern void tc_redis_disconnect(void);
 extern bool tc_redis_last_error_was_timeout(void);
 extern char *tc_redis_settings_signature(void);
 extern const char *tc_redis_address(void);
+extern const char *tc_redis_endpoint(const char *host, int port);
 extern bool tc_redis_confirm_master(void);
 
 /* Redis Cluster (redis.c): one connection per master, selected per key. */

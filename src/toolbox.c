@@ -85,7 +85,7 @@ toolbox_connect(void)
 	if (!tc_redis_connect(&err))
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
-				 errmsg("could not reach Redis at %s:%d", tc_redis_host, tc_redis_port),
+				 errmsg("could not reach Redis at %s", tc_redis_endpoint(tc_redis_host, tc_redis_port)),
 				 errdetail("%s", sentence(err)),
 				 errhint("The toolbox connects with the worker's settings (tenant_cache.redis_host, redis_port, redis_db, redis_username, redis_password_file) and timeouts; check that Redis runs there.")));
 }
@@ -101,7 +101,7 @@ redis_failed(TcRedisStatus st, const char *err)
 				 errhint("With a Redis ACL user, the toolbox needs +ping +info +scan +type +pttl +memory|usage besides the worker's commands.")));
 	ereport(ERROR,
 			(errcode(ERRCODE_CONNECTION_FAILURE),
-			 errmsg("lost the connection to Redis at %s:%d", tc_redis_host, tc_redis_port),
+			 errmsg("lost the connection to Redis at %s", tc_redis_endpoint(tc_redis_host, tc_redis_port)),
 			 errdetail("%s", sentence(err))));
 }
 
@@ -355,8 +355,8 @@ tc_health(PG_FUNCTION_ARGS)
 
 	redis_err = redis_ping_error();
 	if (redis_err != NULL)
-		add_reason(&down, "Redis at %s:%d is unreachable: %s",
-				   tc_redis_host, tc_redis_port, redis_err);
+		add_reason(&down, "Redis at %s is unreachable: %s",
+				   tc_redis_endpoint(tc_redis_host, tc_redis_port), redis_err);
 	else if (have_worker && ws.pid != 0 && ws.state == TC_WORKER_RETRYING)
 		add_reason(&degraded, "the worker is waiting to retry Redis after: %s",
 				   ws.last_error[0] ? ws.last_error : "an error");
@@ -389,9 +389,10 @@ tc_health(PG_FUNCTION_ARGS)
 	else
 	{
 		status = "healthy";
-		message = psprintf("worker pid %d is %s; Redis at %s:%d answers; %lld queue entries waiting%s",
+		message = psprintf("worker pid %d is %s; Redis at %s answers; %lld queue entries waiting%s",
 						   ws.pid, tc_worker_state_name(ws.state),
-						   tc_redis_host, tc_redis_port, (long long) q.waiting,
+						   tc_redis_endpoint(tc_redis_host, tc_redis_port),
+						   (long long) q.waiting,
 						   q.oldest_ms >= 0 ?
 						   psprintf(", the oldest for %.1f s", q.oldest_ms / 1000.0) : "");
 	}
