@@ -424,13 +424,14 @@ check_not_empty(char **newval, void **extra, GucSource source)
 static bool
 check_redis_host(char **newval, void **extra, GucSource source)
 {
+	const int	sun_path_size = (int) sizeof(((struct sockaddr_un *) NULL)->sun_path);
+
 	if (!check_not_empty(newval, extra, source))
 		return false;
-	if ((*newval)[0] == '/' &&
-		strlen(*newval) >= sizeof(((struct sockaddr_un *) NULL)->sun_path))
+	if ((*newval)[0] == '/' && strlen(*newval) >= sun_path_size)
 	{
 		GUC_check_errdetail("A Unix-domain socket path must be shorter than %d bytes.",
-							(int) sizeof(((struct sockaddr_un *) NULL)->sun_path));
+							sun_path_size);
 		return false;
 	}
 	if ((*newval)[0] != '/' && strlen(*newval) > TC_MAX_HOST_LEN)
